@@ -41,7 +41,11 @@ mod limits;
 mod message;
 mod parser;
 mod registry;
+pub mod tracectx;
 pub mod util;
+
+#[cfg(feature = "proto-http1")]
+pub mod http1;
 
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};
