@@ -227,8 +227,10 @@ fn all_zero(v: &[u8]) -> bool {
 }
 
 fn ascii_lower(v: &[u8]) -> String {
-    // Callers pass validated hex only.
-    v.iter().map(|b| b.to_ascii_lowercase() as char).collect()
+    // Callers pass validated hex only, so this is ASCII.
+    std::str::from_utf8(v)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default()
 }
 
 /// W3C trace context `version-traceid-parentid-flags`.

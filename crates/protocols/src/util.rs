@@ -49,11 +49,14 @@ pub fn url_endpoint(target: &str, max: usize) -> String {
     {
         path = rest.find('/').map_or("/", |i| rest.get(i..).unwrap_or("/"));
     }
-    if let Some(i) = path.find(['?', '#']) {
+    if let Some(i) = path.bytes().position(|b| b == b'?' || b == b'#') {
         path = path.get(..i).unwrap_or("");
     }
     if path.is_empty() {
         return "/".to_string();
+    }
+    if !path.as_bytes().split(|&b| b == b'/').any(is_id_bytes) {
+        return truncate(path, max).to_string();
     }
     let mut out = String::with_capacity(path.len().min(max));
     for (i, seg) in path.split('/').enumerate() {
@@ -76,7 +79,10 @@ pub fn url_endpoint(target: &str, max: usize) -> String {
 
 /// Whether a path segment looks like an id (see [`url_endpoint`] for the rule).
 pub fn is_id_segment(seg: &str) -> bool {
-    let b = seg.as_bytes();
+    is_id_bytes(seg.as_bytes())
+}
+
+fn is_id_bytes(b: &[u8]) -> bool {
     if b.is_empty() {
         return false;
     }
