@@ -216,5 +216,9 @@ fn engine(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, heads, flow, engine);
-criterion_main!(benches);
+#[allow(missing_docs)]
+mod groups {
+    use super::*;
+    criterion_group!(benches, heads, flow, engine);
+}
+criterion_main!(groups::benches);
