@@ -143,7 +143,7 @@ fn run_file(path: &std::path::Path, json: Option<JsonKind>) -> ExitCode {
             write_err = Some(e);
         }
         n += 1;
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             if let Some((bar, pos)) = &bar {
                 bar.set_position(pos.load(Ordering::Relaxed));
             }
