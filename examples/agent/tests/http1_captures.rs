@@ -52,7 +52,7 @@ fn check_server(logs: &[RequestLog], port: u16, gt: &Value) -> Vec<RequestLog> {
     );
     let by_type = counts(
         mine.iter()
-            .map(|l| format!("{}", l.request_type.clone().unwrap_or_default())),
+            .map(|l| l.request_type.clone().unwrap_or_else(|| "None".into())),
     );
     assert_eq!(by_type, gt["by_request_type"], "by_request_type @{port}");
     let by_code = counts(
