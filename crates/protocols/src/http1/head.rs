@@ -306,6 +306,15 @@ fn lossy(v: &[u8], max: usize) -> String {
     }
 }
 
+/// The authority of an absolute-form target (`http://host:port/path`), for requests without `Host`.
+fn authority(target: &str) -> Option<&str> {
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest.get(..end).filter(|a| !a.is_empty())
+}
+
 impl RequestHead<'_> {
     /// The request half of a log: version, method, host, target, endpoint, trace ids, request id.
     pub fn log_info(&self, limits: &Limits, cfg: &TraceConfig) -> LogInfo {
@@ -318,7 +327,11 @@ impl RequestHead<'_> {
         LogInfo {
             version: Some(self.version.as_str().to_string()),
             request_type: Some(truncate(self.method, max).to_string()),
-            request_domain: self.host.filter(|h| !h.is_empty()).map(|h| lossy(h, max)),
+            request_domain: self
+                .host
+                .filter(|h| !h.is_empty())
+                .map(|h| lossy(h, max))
+                .or_else(|| authority(self.target).map(|a| truncate(a, max).to_string())),
             request_resource: Some(truncate(self.target, max).to_string()),
             endpoint: Some(url_endpoint(self.target, max)),
             trace_id: tc.trace_id,

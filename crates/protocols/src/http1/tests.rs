@@ -610,6 +610,16 @@ fn trace_headers_and_request_ids() {
     assert_eq!(logs[1].request_domain, None);
 }
 
+#[test]
+fn proxy_form_target_gives_the_domain() {
+    let (logs, _) = converse(&[
+        (C, b"GET http://example.com:8080/a/1?x HTTP/1.1\r\n\r\n"),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ]);
+    assert_eq!(logs[0].request_domain.as_deref(), Some("example.com:8080"));
+    assert_eq!(logs[0].endpoint.as_deref(), Some("/a/{id}"));
+}
+
 fn parse_all(
     p: &mut dyn crate::FlowParser,
     dir: Direction,
