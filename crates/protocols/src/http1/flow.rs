@@ -472,30 +472,46 @@ impl Http1Flow {
                 }
             }
             match dir.body {
-                Body::Head => match dir.role {
-                    Some(Role::Request) => {
-                        if self.wait_switch {
-                            return Ok(());
+                Body::Head => {
+                    let step = match dir.role {
+                        Some(Role::Request) => {
+                            if self.wait_switch {
+                                return Ok(());
+                            }
+                            self.request_head(d, rest, &sub, out).map(|r| match r {
+                                Some(n) => Step::Advance(n),
+                                None => Step::NeedMore,
+                            })
                         }
-                        match self
-                            .request_head(d, rest, &sub, out)
-                            .map_err(|e| shift(e, *pos))?
-                        {
-                            Some(n) => *pos += n,
-                            None => return Ok(()),
-                        }
-                    }
-                    _ => match self
-                        .response_head(d, rest, &sub, out)
-                        .map_err(|e| shift(e, *pos))?
-                    {
-                        Step::Advance(n) => *pos += n,
-                        Step::NeedMore => return Ok(()),
-                        Step::Switched(n) => {
+                        _ => self.response_head(d, rest, &sub, out),
+                    };
+                    match step {
+                        Ok(Step::Advance(n)) => *pos += n,
+                        Ok(Step::NeedMore) => return Ok(()),
+                        Ok(Step::Switched(n)) => {
                             return Err(ParseError::new(ParseErrorKind::Unsupported, *pos + n))
                         }
-                    },
-                },
+                        Err(e) if e.kind == ParseErrorKind::Invalid => {
+                            // Garbage where a head should start (a body framed differently than its headers
+                            // said, a smuggling attempt). When a start line follows in these bytes, skip to
+                            // it rather than drop them all; otherwise report the error.
+                            let want = Some(match self.dirs[d].role {
+                                Some(Role::Request) => LineKind::Request,
+                                _ => LineKind::Response,
+                            });
+                            match scan::find_start(rest.get(1..).unwrap_or(&[]), want) {
+                                Scan::Found(off, _) => {
+                                    *pos += 1 + off;
+                                    if self.dirs[d].role != Some(Role::Request) {
+                                        self.resp_lost = true;
+                                    }
+                                }
+                                _ => return Err(shift(e, *pos)),
+                            }
+                        }
+                        Err(e) => return Err(shift(e, *pos)),
+                    }
+                }
                 Body::Length(rem) => {
                     let n = rem.min(rest.len() as u64);
                     *pos += n as usize;
