@@ -81,7 +81,16 @@ pub fn line_kind(b: &[u8]) -> LineKind {
         .take(MAX_METHOD_LEN + 1)
         .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
         .count();
-    if (1..=MAX_METHOD_LEN).contains(&tok) && b.get(tok) == Some(&b' ') {
+    // Not a cut-off known method either (`T /x HTTP/1.1` is the tail of `GET` after a gap).
+    let tail_of_known = |t: &[u8]| {
+        KNOWN_METHODS
+            .iter()
+            .any(|m| m.len() > t.len() && m.ends_with(t))
+    };
+    if (3..=MAX_METHOD_LEN).contains(&tok)
+        && b.get(tok) == Some(&b' ')
+        && !tail_of_known(b.get(..tok).unwrap_or(&[]))
+    {
         if let LineKind::Request = request_rest(b.get(tok + 1..).unwrap_or(&[])) {
             return LineKind::Request;
         }
@@ -221,6 +230,8 @@ mod tests {
         assert_eq!(line_kind(b"CCM_POST / HTTP/1.1\r\n"), LineKind::Request);
         assert_eq!(line_kind(b"CCM_POST / HTTP/1.1"), LineKind::No);
         assert_eq!(line_kind(b"foo / HTTP/1.1\r\n"), LineKind::No);
+        assert_eq!(line_kind(b"T / HTTP/1.1\r\n"), LineKind::No);
+        assert_eq!(line_kind(b"ETE / HTTP/1.1\r\n"), LineKind::No);
         assert_eq!(line_kind(b"EHLO example.com\r\n"), LineKind::No);
         assert_eq!(line_kind(b"HTTP/1.1 200 OK\r\n"), LineKind::Response);
         assert_eq!(line_kind(b"HTTP/1.0 404\r\n"), LineKind::Response);
