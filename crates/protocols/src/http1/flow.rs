@@ -64,6 +64,9 @@ struct Dir {
     synced: bool,
     body: Body,
     cur: Option<InFlight>,
+    /// An incomplete head seen before: (its stream offset, bytes already known to hold no head end). Heads
+    /// arriving in many small pieces are then scanned once, not re-parsed from their start each time.
+    partial_head: Option<(u64, usize)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +177,7 @@ impl Http1Flow {
     fn desync(&mut self, d: usize, out: &mut Vec<Message>) {
         self.finish(d, out);
         self.dirs[d].synced = false;
+        self.dirs[d].partial_head = None;
         if self.dirs[d].role != Some(Role::Request) {
             self.resp_lost = true;
         }
@@ -473,6 +477,19 @@ impl Http1Flow {
             }
             match dir.body {
                 Body::Head => {
+                    if let Some((at, checked)) = dir.partial_head {
+                        if at == sub.stream_offset && rest.len() >= checked {
+                            let from = checked.saturating_sub(3);
+                            if !has_head_end(rest.get(from..).unwrap_or(&[])) {
+                                dir.partial_head = Some((at, rest.len()));
+                                if rest.len() >= ctx.limits.max_message_len {
+                                    return Err(ParseError::new(ParseErrorKind::TooLarge, *pos));
+                                }
+                                return Ok(());
+                            }
+                        }
+                    }
+                    dir.partial_head = None;
                     let step = match dir.role {
                         Some(Role::Request) => {
                             if self.wait_switch {
@@ -487,7 +504,10 @@ impl Http1Flow {
                     };
                     match step {
                         Ok(Step::Advance(n)) => *pos += n,
-                        Ok(Step::NeedMore) => return Ok(()),
+                        Ok(Step::NeedMore) => {
+                            self.dirs[d].partial_head = Some((sub.stream_offset, rest.len()));
+                            return Ok(());
+                        }
                         Ok(Step::Switched(n)) => {
                             return Err(ParseError::new(ParseErrorKind::Unsupported, *pos + n))
                         }
@@ -537,6 +557,13 @@ impl Http1Flow {
         }
         Ok(())
     }
+}
+
+/// Whether `b` holds the blank line that ends a head (`\n\r\n` or `\n\n`).
+fn has_head_end(b: &[u8]) -> bool {
+    b.windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && b.get(i + 2) == Some(&b'\n')))
 }
 
 fn shift(e: ParseError, by: usize) -> ParseError {

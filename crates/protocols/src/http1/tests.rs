@@ -679,6 +679,43 @@ fn limits_are_counted() {
 }
 
 #[test]
+fn head_in_tiny_pieces_is_scanned_once() {
+    // A 55 KB head sent one byte at a time: linear work, same log as in one piece.
+    let mut head = b"GET /slow HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..200 {
+        head.extend_from_slice(format!("x-pad-{i}: {}\r\n", "v".repeat(250)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let limits = Limits {
+        max_headers: 256,
+        max_buffer_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let mut e = Engine::new(crate::builtin_parsers(), limits);
+    let mut logs = Vec::new();
+    let k = key(40000, 80);
+    let t = std::time::Instant::now();
+    for b in head.chunks(1) {
+        e.on_chunk(&chunk(k, true, 1, 0, b), &mut logs);
+    }
+    e.on_chunk(
+        &chunk(
+            k,
+            false,
+            2,
+            0,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ),
+        &mut logs,
+    );
+    e.finish(&mut logs);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].request_resource.as_deref(), Some("/slow"));
+    assert_eq!(logs[0].captured_request_byte, head.len() as u64);
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
 fn engine_counts_limit_errors() {
     let mut e = Engine::new(
         crate::builtin_parsers(),
