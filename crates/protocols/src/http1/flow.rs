@@ -105,6 +105,8 @@ pub struct Http1Flow {
     pending_out: Vec<Message>,
     /// The request side waits for the answer to an Upgrade / CONNECT request before parsing more.
     wait_switch: bool,
+    /// Requests in `queue` that ask for a protocol switch (Upgrade or CONNECT).
+    switch_requests: usize,
     /// The connection switched protocols: nothing more to parse.
     switched: bool,
     /// The response side lost its place (gap or error): the next final response answers the newest request.
@@ -124,10 +126,19 @@ impl Http1Flow {
             deferred: VecDeque::new(),
             pending_out: Vec::new(),
             wait_switch: false,
+            switch_requests: 0,
             switched: false,
             resp_lost: false,
             max_in_flight: limits.max_exchanges_in_flight.max(1),
         }
+    }
+
+    fn pop_request(&mut self) -> Option<ReqMeta> {
+        let m = self.queue.pop_front()?;
+        if m.connect || m.upgrade {
+            self.switch_requests = self.switch_requests.saturating_sub(1);
+        }
+        Some(m)
     }
 
     fn emit_request(&mut self, msg: Message, seq: Option<u64>, out: &mut Vec<Message>) {
@@ -235,10 +246,11 @@ impl Http1Flow {
             upgrade: h.framing.upgrade,
         };
         if self.queue.len() >= self.max_in_flight {
-            self.queue.pop_front();
+            self.pop_request();
         }
         self.queue.push_back(meta);
         if meta.connect || meta.upgrade {
+            self.switch_requests += 1;
             self.wait_switch = true;
         }
         let body = if h.framing.chunked {
@@ -293,10 +305,10 @@ impl Http1Flow {
             // the previous answer, so this response answers the newest request; the older ones stay
             // unanswered (the engine logs them as timeouts) rather than being paired with the wrong answer.
             while self.queue.len() > 1 {
-                self.queue.pop_front();
+                self.pop_request();
             }
         }
-        let meta = self.queue.pop_front();
+        let meta = self.pop_request();
         if let Some(m) = meta {
             // A final answer to an `Expect: 100-continue` request whose body never started: the client may
             // skip the body, so end the request at its head and look for the next request line.
@@ -329,7 +341,7 @@ impl Http1Flow {
             self.switched = true;
             return Ok(Step::Switched(h.len));
         }
-        self.wait_switch = self.queue.iter().any(|m| m.connect || m.upgrade);
+        self.wait_switch = self.switch_requests > 0;
         let no_body = meta.is_some_and(|m| m.head) || h.code == 204 || h.code == 304;
         let body = if no_body {
             Body::Head
@@ -561,9 +573,15 @@ impl Http1Flow {
 
 /// Whether `b` holds the blank line that ends a head (`\n\r\n` or `\n\n`).
 fn has_head_end(b: &[u8]) -> bool {
-    b.windows(2)
-        .enumerate()
-        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && b.get(i + 2) == Some(&b'\n')))
+    let mut i = 0;
+    while let Some(p) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'\n')) {
+        let j = i + p;
+        match (b.get(j + 1), b.get(j + 2)) {
+            (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => return true,
+            _ => i = j + 1,
+        }
+    }
+    false
 }
 
 fn shift(e: ParseError, by: usize) -> ParseError {
