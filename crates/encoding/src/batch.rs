@@ -80,6 +80,68 @@ pub struct Encoder {
     zstd_level: Option<i32>,
     body: Vec<u8>,
     col: Vec<u8>,
+    tag_cache: TagSetCache,
+}
+
+/// Most distinct tag sets remembered across batches (then the cache starts over).
+const MAX_CACHED_TAG_SETS: usize = 1 << 16;
+
+/// Tag sets seen before, by content hash, with their ids: a log whose tags equal a cached set costs one hash
+/// of its tag bytes and a comparison, instead of a dictionary lookup per key and per value.
+#[derive(Default)]
+struct TagSetCache {
+    by_hash: HashMap<u64, Vec<u32>>,
+    /// Per cached set: its strings (to verify a hash hit) and its (key, value) ids.
+    sets: Vec<(Vec<(String, String)>, Vec<(u32, u32)>)>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl TagSetCache {
+    fn index_of(&mut self, dict: &mut Dictionary, tags: &std::collections::BTreeMap<String, String>) -> u32 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.hasher.build_hasher();
+        for (k, v) in tags {
+            h.write(k.as_bytes());
+            h.write_u8(0xff);
+            h.write(v.as_bytes());
+            h.write_u8(0xfe);
+        }
+        let hash = h.finish();
+        if let Some(cands) = self.by_hash.get(&hash) {
+            for &i in cands {
+                let (strings, _) = &self.sets[i as usize];
+                if strings.len() == tags.len()
+                    && strings.iter().zip(tags).all(|((a, b), (k, v))| a == k && b == v)
+                {
+                    return i;
+                }
+            }
+        }
+        let ids = tags
+            .iter()
+            .map(|(k, v)| {
+                let key = dict.key_id(k);
+                (key.0, dict.value_id(key, v).0)
+            })
+            .collect();
+        let strings = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let i = self.sets.len() as u32;
+        self.sets.push((strings, ids));
+        self.by_hash.entry(hash).or_default().push(i);
+        i
+    }
+
+    /// Start over when full; only between batches, since a batch refers to cached sets by index.
+    fn trim(&mut self) {
+        if self.sets.len() >= MAX_CACHED_TAG_SETS {
+            self.by_hash.clear();
+            self.sets.clear();
+        }
+    }
+
+    fn ids(&self, i: u32) -> &[(u32, u32)] {
+        self.sets.get(i as usize).map_or(&[], |(_, ids)| ids)
+    }
 }
 
 /// Most unacknowledged batches remembered; older ones are forgotten (their entries will simply be re-sent).
@@ -108,6 +170,7 @@ impl Encoder {
             zstd_level: None,
             body: Vec::new(),
             col: Vec::new(),
+            tag_cache: TagSetCache::default(),
         }
     }
 
@@ -154,45 +217,50 @@ impl Encoder {
             });
         }
         let n = logs.len();
-        // 1. Dictionary ids for every low-cardinality field and tag.
+        self.tag_cache.trim();
+        // 1. Dictionary ids for every low-cardinality field and tag. Consecutive rows repeat most fields, so each
+        //    column remembers its previous string and id (a memcmp instead of a hash lookup); whole tag sets are
+        //    cached by content hash across batches.
         let dict = self.dict.get();
-        let fk = |i| Dictionary::field_key(i);
+        let fk = Dictionary::field_key;
         let mut dict_cols: Vec<Vec<u32>> = vec![Vec::with_capacity(n); 11];
-        let mut tag_sets: HashMap<Vec<(u32, u32)>, u32> = HashMap::new();
-        let mut tag_set_list: Vec<Vec<(u32, u32)>> = Vec::new();
+        let mut last: [(String, u32); 11] = Default::default();
+        let mut tag_sets: HashMap<u32, u32> = HashMap::new(); // cached set index -> batch set index
+        let mut tag_set_list: Vec<u32> = Vec::new(); // batch set index -> cached set index
         let mut tag_idx: Vec<u32> = Vec::with_capacity(n);
-        let mut pairs: Vec<(u32, u32)> = Vec::new();
         for log in logs {
-            let cols = [
-                dict.value_id(fk(F_PROTO), log.l7_protocol.as_str()),
-                dict.opt_value_id(fk(F_VERSION), log.version.as_deref()),
-                dict.opt_value_id(fk(F_TYPE), log.request_type.as_deref()),
-                dict.opt_value_id(fk(F_DOMAIN), log.request_domain.as_deref()),
-                dict.opt_value_id(fk(F_ENDPOINT), log.endpoint.as_deref()),
-                dict.value_id(fk(F_STATUS), log.response_status.as_str()),
-                dict.value_id(fk(F_IP), &log.ip_src),
-                dict.value_id(fk(F_IP), &log.ip_dst),
-                dict.value_id(fk(F_L4), log.l4_protocol.as_str()),
-                dict.value_id(fk(F_TAP), log.tap_side.as_str()),
-                dict.opt_value_id(fk(F_PROCESS), log.process_name.as_deref()),
+            let cols: [(usize, Option<&str>); 11] = [
+                (F_PROTO, Some(log.l7_protocol.as_str())),
+                (F_VERSION, log.version.as_deref()),
+                (F_TYPE, log.request_type.as_deref()),
+                (F_DOMAIN, log.request_domain.as_deref()),
+                (F_ENDPOINT, log.endpoint.as_deref()),
+                (F_STATUS, Some(log.response_status.as_str())),
+                (F_IP, Some(&log.ip_src)),
+                (F_IP, Some(&log.ip_dst)),
+                (F_L4, Some(log.l4_protocol.as_str())),
+                (F_TAP, Some(log.tap_side.as_str())),
+                (F_PROCESS, log.process_name.as_deref()),
             ];
-            for (c, id) in dict_cols.iter_mut().zip(cols) {
-                c.push(id.0);
+            for (c, ((field, value), (last_s, last_id))) in cols.into_iter().zip(last.iter_mut()).enumerate() {
+                let id = match value {
+                    None => 0,
+                    Some(v) if *last_id != 0 && last_s == v => *last_id,
+                    Some(v) => {
+                        let id = dict.value_id(fk(field), v).0;
+                        last_s.clear();
+                        last_s.push_str(v);
+                        *last_id = id;
+                        id
+                    }
+                };
+                dict_cols[c].push(id);
             }
-            pairs.clear();
-            for (k, v) in &log.tags {
-                let key = dict.key_id(k);
-                pairs.push((key.0, dict.value_id(key, v).0));
-            }
-            let idx = match tag_sets.get(&pairs) {
-                Some(&i) => i,
-                None => {
-                    let i = tag_set_list.len() as u32;
-                    tag_sets.insert(pairs.clone(), i);
-                    tag_set_list.push(pairs.clone());
-                    i
-                }
-            };
+            let cached = self.tag_cache.index_of(dict, &log.tags);
+            let idx = *tag_sets.entry(cached).or_insert_with(|| {
+                tag_set_list.push(cached);
+                tag_set_list.len() as u32 - 1
+            });
             tag_idx.push(idx);
         }
         // 2. New entries must be durable before they leave.
@@ -278,7 +346,8 @@ impl Encoder {
         }
         col.clear();
         put_u64(col, tag_set_list.len() as u64);
-        for set in &tag_set_list {
+        for &cached in &tag_set_list {
+            let set = self.tag_cache.ids(cached);
             put_u64(col, set.len() as u64);
             for &(k, v) in set {
                 put_u64(col, u64::from(k));
