@@ -7,5 +7,9 @@ use std::sync::Arc;
 pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     #[allow(unused_mut)]
     let mut parsers: Vec<Arc<dyn L7Parser>> = Vec::new();
+    #[cfg(feature = "proto-dns")]
+    parsers.push(Arc::new(crate::dns::DnsParser));
+    #[cfg(feature = "proto-tls")]
+    parsers.push(Arc::new(crate::tls::TlsParser::default()));
     parsers
 }
