@@ -152,6 +152,65 @@ impl Version {
             _ => return None,
         })
     }
+
+    /// The version string: [`Version::as_str`], or `1.3-draft<n>` for TLS 1.3 drafts (`0x7f<n>`).
+    pub fn text(self) -> Option<String> {
+        match self.as_str() {
+            Some(s) => Some(s.to_string()),
+            None if self.0 >> 8 == 0x7f => Some(format!("1.3-draft{}", self.0 & 0xff)),
+            None => None,
+        }
+    }
+}
+
+/// The fields of a ServerHello we use. TLS 1.3 drafts before 22 have neither session id nor compression
+/// (`tls-parser` decodes only draft 18 of those, so this one is ours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerHello<'a> {
+    /// The version field (`0x0303` for TLS 1.3, which negotiates in `supported_versions`).
+    pub version: u16,
+    /// The server random.
+    pub random: &'a [u8],
+    /// The selected cipher suite.
+    pub cipher: u16,
+    /// The raw extensions block, if any.
+    pub ext: Option<&'a [u8]>,
+}
+
+impl<'a> ServerHello<'a> {
+    /// Parse a whole ServerHello handshake message (with its 4-byte header).
+    pub fn parse(msg: &'a [u8]) -> Option<ServerHello<'a>> {
+        let b = msg.get(4..)?;
+        let version = u16::from_be_bytes([*b.first()?, *b.get(1)?]);
+        let random = b.get(2..34)?;
+        let mut p = 34;
+        let draft = version >> 8 == 0x7f;
+        if !draft {
+            let sid = *b.get(p)? as usize;
+            if sid > 32 {
+                return None;
+            }
+            p += 1 + sid;
+        }
+        let cipher = u16::from_be_bytes([*b.get(p)?, *b.get(p + 1)?]);
+        p += 2;
+        if !draft {
+            p += 1; // compression method
+        }
+        let ext = match b.get(p..p + 2) {
+            Some(l) => {
+                let n = u16::from_be_bytes([l[0], l[1]]) as usize;
+                Some(b.get(p + 2..p + 2 + n)?)
+            }
+            None => None,
+        };
+        Some(ServerHello {
+            version,
+            random,
+            cipher,
+            ext,
+        })
+    }
 }
 
 /// The ServerHello random of a HelloRetryRequest (RFC 8446 §4.1.3).
@@ -256,7 +315,7 @@ struct Handshake {
     client_alert: Option<u8>,
     resp_start: Option<u64>,
     resp_end: u64,
-    version: Option<&'static str>,
+    version: Option<String>,
     cipher: Option<u16>,
     alpn: Option<String>,
     cert: Option<x509::CertSummary>,
@@ -338,7 +397,7 @@ impl TlsFlow {
             return;
         };
         let mut info = LogInfo {
-            version: hs.version.map(str::to_string),
+            version: hs.version,
             ..LogInfo::default()
         };
         if let Some(desc) = alert.or(hs.client_alert) {
@@ -395,10 +454,18 @@ impl TlsFlow {
 
     /// A record header of direction `d` starting at `start` was seen (possibly again, if its body was
     /// incomplete last time: must be idempotent).
-    fn record_begin(&mut self, d: Direction, start: u64, out: &mut Vec<Message>) {
+    fn record_begin(
+        &mut self,
+        d: Direction,
+        (ct, len): (ContentType, usize),
+        start: u64,
+        out: &mut Vec<Message>,
+    ) {
         match d {
             Direction::ClientToServer => {
-                if self.hs.phase == Phase::Server13 {
+                // A plaintext alert is read first (it may be the reason the handshake ends).
+                let alert = ct == ContentType::ALERT && len == 2 && !self.dirs[d.index()].encrypted;
+                if self.hs.phase == Phase::Server13 && !alert {
                     self.finish_response(None, out);
                 }
             }
@@ -427,7 +494,11 @@ impl TlsFlow {
         let encrypted = self.dirs[d.index()].encrypted;
         match (ct, body) {
             (ContentType::CHANGE_CIPHER_SPEC, _) => {
-                self.dirs[d.index()].encrypted = true;
+                // In TLS 1.3 middlebox-compatibility mode a CCS is a dummy: around a HelloRetryRequest it
+                // is followed by plaintext hellos.
+                if !self.hs.hrr {
+                    self.dirs[d.index()].encrypted = true;
+                }
                 if d == Direction::ServerToClient && self.hs.phase == Phase::Server12 {
                     self.hs.server_ccs = true;
                 }
@@ -443,8 +514,11 @@ impl TlsFlow {
                         }
                     }
                     Direction::ClientToServer => {
-                        if level == 2 && self.hs.phase != Phase::Idle {
-                            self.hs.client_alert = Some(desc);
+                        let fatal = (level == 2).then_some(desc);
+                        if self.hs.phase == Phase::Server13 {
+                            self.finish_response(fatal, out);
+                        } else if fatal.is_some() && self.hs.phase != Phase::Idle {
+                            self.hs.client_alert = fatal;
                         }
                     }
                 }
@@ -565,9 +639,7 @@ impl TlsFlow {
                 );
             }
             (Direction::ServerToClient, 2) => {
-                let Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)))) =
-                    tls_parser::parse_tls_message_handshake(msg)
-                else {
+                let Some(sh) = ServerHello::parse(msg) else {
                     return;
                 };
                 if self.hs.phase == Phase::Idle {
@@ -580,7 +652,7 @@ impl TlsFlow {
                     self.hs.phase = Phase::AwaitServer;
                     return;
                 }
-                let mut version = sh.version.0;
+                let mut version = sh.version;
                 if let Some(ext) = sh.ext {
                     if let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext) {
                         for e in exts {
@@ -599,8 +671,8 @@ impl TlsFlow {
                         }
                     }
                 }
-                self.hs.version = Version(version).as_str();
-                self.hs.cipher = Some(sh.cipher.0);
+                self.hs.version = Version(version).text();
+                self.hs.cipher = Some(sh.cipher);
                 if version >= Version::TLS13.0 {
                     self.hs.phase = Phase::Server13;
                     self.dirs[d.index()].encrypted = true;
@@ -662,7 +734,7 @@ impl FlowParser for TlsFlow {
                 return Err(ParseError::new(ParseErrorKind::Invalid, pos));
             };
             let start = ctx.pos(pos);
-            self.record_begin(d, start, out);
+            self.record_begin(d, (ct, len), start, out);
             let plaintext = match ct {
                 ContentType::CHANGE_CIPHER_SPEC => true,
                 ContentType::ALERT | ContentType::HANDSHAKE => !self.dirs[di].encrypted,
