@@ -35,6 +35,45 @@ fn count<'a>(it: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
     m
 }
 
+/// The manifest's ground truth for `proto` in `pcap`, compared as conformance.py does.
+fn assert_ground_truth(pcap: &str, proto: &str, mine: &[&RequestLog]) {
+    let m: Value = serde_json::from_slice(&load(data!("manifest.json"))).unwrap();
+    let sc = m["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["pcap"] == pcap)
+        .unwrap();
+    let gt = &sc["ground_truth"][proto];
+    let want = |k: &str| -> BTreeMap<String, usize> {
+        gt[k]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap() as usize))
+            .collect()
+    };
+    assert_eq!(
+        mine.len() as u64,
+        gt["expected_request_logs"].as_u64().unwrap()
+    );
+    let types = count(
+        mine.iter()
+            .map(|l| l.request_type.as_deref().unwrap_or("None")),
+    );
+    assert_eq!(types, want("by_request_type"));
+    let codes: Vec<String> = mine
+        .iter()
+        .filter_map(|l| l.response_code.map(|c| c.to_string()))
+        .collect();
+    assert_eq!(
+        count(codes.iter().map(String::as_str)),
+        want("by_response_code")
+    );
+    let statuses = count(mine.iter().map(|l| l.response_status.as_str()));
+    assert_eq!(statuses, want("by_status"));
+}
+
 fn of(logs: &[RequestLog], proto: L7Protocol, port: u16) -> Vec<&RequestLog> {
     logs.iter()
         .filter(|l| l.l7_protocol == proto && l.port_dst == port)
@@ -48,6 +87,7 @@ fn dns_dev_capture_matches_dig() {
     let truth = truth(data!("truth/dns.jsonl"));
     assert_eq!(mine.len(), truth.len(), "{stats:?}");
     assert_eq!(stats.orphan_responses, 0);
+    assert_ground_truth("dns.pcap", "dns", &mine);
     for t in &truth {
         let id = t["req_id"].as_u64().unwrap();
         let l = mine
@@ -86,6 +126,7 @@ fn tls_dev_capture_matches_clients() {
     let mine = of(&logs, L7Protocol::Tls, 18443);
     let truth = truth(data!("truth/tls.jsonl"));
     assert_eq!(mine.len(), truth.len(), "{stats:?}");
+    assert_ground_truth("tls.pcap", "tls", &mine);
     // Logs come out in handshake order; so does the truth file.
     for (l, t) in mine.iter().zip(&truth) {
         assert_eq!(l.request_type.as_deref(), Some("ClientHello"));
