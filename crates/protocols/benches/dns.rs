@@ -1,5 +1,7 @@
 //! DNS parser benchmarks on the real messages of `shared/data/dns.pcap` (tests/golden/dns).
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use fathom_model::{ChunkOrigin, Direction, FlowKey, L4Protocol, StreamChunk};
 use fathom_protocols::dns::{self, wire, DnsParser};

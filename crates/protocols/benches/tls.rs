@@ -1,6 +1,8 @@
 //! TLS benchmarks on the real conversations of `shared/data/tls.pcap` (tests/golden/tls): whole
 //! handshakes through the Engine, and the application-data skip path.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use fathom_model::{ChunkOrigin, Direction, FlowKey, L4Protocol, StreamChunk};
 use fathom_protocols::tls::TlsParser;
