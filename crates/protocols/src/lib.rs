@@ -34,6 +34,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+#[cfg(feature = "proto-dns")]
+pub mod dns;
 mod engine;
 mod error;
 mod exchange;
@@ -41,6 +43,8 @@ mod limits;
 mod message;
 mod parser;
 mod registry;
+#[cfg(feature = "proto-tls")]
+pub mod tls;
 pub mod util;
 
 pub use engine::{Engine, EngineStats, FlowProtocol};
