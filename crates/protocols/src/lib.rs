@@ -45,6 +45,8 @@ pub mod util;
 
 #[cfg(feature = "proto-mysql")]
 pub mod mysql;
+#[cfg(feature = "proto-postgresql")]
+pub mod postgresql;
 
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};

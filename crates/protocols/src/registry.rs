@@ -10,5 +10,7 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     let mut parsers: Vec<Arc<dyn L7Parser>> = Vec::new();
     #[cfg(feature = "proto-mysql")]
     parsers.push(Arc::new(crate::mysql::MysqlParser));
+    #[cfg(feature = "proto-postgresql")]
+    parsers.push(Arc::new(crate::postgresql::PostgresqlParser));
     parsers
 }

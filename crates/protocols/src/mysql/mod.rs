@@ -267,6 +267,8 @@ struct Conv {
 #[derive(Debug)]
 pub struct MysqlFlow {
     framers: [Framer; 2],
+    /// Whether each direction has been parsed yet.
+    seen: [bool; 2],
     conv: Conv,
     max_buffer: usize,
 }
@@ -279,6 +281,7 @@ impl MysqlFlow {
             .min(limits.max_buffer_bytes.max(512) / 2);
         MysqlFlow {
             framers: [Framer::default(), Framer::default()],
+            seen: [false; 2],
             conv: Conv {
                 stage: Stage::Start,
                 peek,
@@ -456,6 +459,20 @@ impl FlowParser for MysqlFlow {
         out: &mut Vec<Message>,
     ) -> Result<usize, ParseError> {
         let d = ctx.direction.index();
+        if !self.seen[d] {
+            self.seen[d] = true;
+            if ctx.stream_offset > 0 {
+                // Bytes before these were never seen (capture started mid-stream, or the session dropped them
+                // while detecting the protocol): resynchronise, and assume the server bytes not seen answered
+                // every pending command but the last.
+                self.framers[d].lost = true;
+                if ctx.direction == Direction::ServerToClient {
+                    while self.conv.pending.len() > 1 {
+                        self.conv.pending.pop_front();
+                    }
+                }
+            }
+        }
         let framer = &mut self.framers[d];
         let r = match framer.inflate.as_mut() {
             Some(inf) => inf.feed(
