@@ -16,7 +16,11 @@ pub fn run(parser: Arc<dyn L7Parser>, data: &[u8]) {
     };
     let limits = Limits::default();
     for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-        let _ = parser.probe(&fathom_protocols::ProbeInput { payload: data, direction: dir, flow: &flow });
+        let _ = parser.probe(&fathom_protocols::ProbeInput {
+            payload: data,
+            direction: dir,
+            flow: &flow,
+        });
     }
     // Direct: the FlowParser alone, with the engine's buffering contract.
     let mut fp = parser.new_flow(&flow, &limits);
@@ -30,7 +34,11 @@ pub fn run(parser: Arc<dyn L7Parser>, data: &[u8]) {
         let len = data[i + 1] as usize;
         let body = &data[(i + 2).min(data.len())..(i + 2 + len).min(data.len())];
         i += 2 + len;
-        let dir = if ctl & 1 == 0 { Direction::ClientToServer } else { Direction::ServerToClient };
+        let dir = if ctl & 1 == 0 {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
         chunks.push((dir, ctl & 2 != 0, body));
     }
     for (dir, gap, body) in &chunks {
@@ -41,7 +49,14 @@ pub fn run(parser: Arc<dyn L7Parser>, data: &[u8]) {
             fp.on_gap(*dir, 7);
         }
         bufs[d].extend_from_slice(body);
-        let ctx = ParseCtx { direction: *dir, flow: &flow, stream_offset: offs[d], time_us: 0, limits: &limits, datagram: false };
+        let ctx = ParseCtx {
+            direction: *dir,
+            flow: &flow,
+            stream_offset: offs[d],
+            time_us: 0,
+            limits: &limits,
+            datagram: false,
+        };
         match fp.parse(&bufs[d], &ctx, &mut out) {
             Ok(n) => {
                 assert!(n <= bufs[d].len());
