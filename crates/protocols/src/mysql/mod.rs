@@ -178,6 +178,8 @@ enum Expect {
     Statistics,
     /// Binary rows until EOF / ERR.
     Fetch,
+    /// Authentication exchanges (auth switch, more data) until OK / ERR.
+    ChangeUser,
 }
 
 #[derive(Debug)]
@@ -733,6 +735,13 @@ impl Conv {
                     }
                 }
             }
+            Command::FIELD_LIST | Command::CHANGE_USER => {
+                // table\0 wildcard / user\0 auth...: the first string.
+                let name = wire::cstr(body, 0).map(|x| x.0).unwrap_or(body);
+                if !name.is_empty() {
+                    info.request_resource = Some(lossy(name, self.max_field));
+                }
+            }
             Command::INIT_DB => {
                 let db = lossy(body, self.max_field);
                 if !db.is_empty() {
@@ -763,6 +772,7 @@ impl Conv {
                 Command::FIELD_LIST => Expect::FieldList,
                 Command::STATISTICS => Expect::Statistics,
                 Command::STMT_FETCH => Expect::Fetch,
+                Command::CHANGE_USER => Expect::ChangeUser,
                 _ => Expect::Simple,
             },
             prepare_sql,
@@ -853,6 +863,7 @@ impl Conv {
         match r.state {
             RState::First => match r.cmd.expect {
                 Expect::Statistics => r.done = true,
+                Expect::ChangeUser => r.done = matches!(b0, 0x00 | 0xff),
                 Expect::Simple => {
                     if b0 == 0x00 {
                         r.affected = wire::ok_packet(p).map(|x| x.0);
