@@ -140,11 +140,15 @@ pub fn sql_endpoint(sql: &str) -> Option<String> {
                 _ => break,
             }
         }
-        let name = name.trim_matches('.');
+        if name.ends_with('.') || name.starts_with('.') {
+            name = name.trim_matches('.').to_string();
+        }
         if name.is_empty() {
             return None;
         }
-        Some(truncate(name, SQL_ENDPOINT_MAX_TABLE).to_string())
+        let keep = truncate(&name, SQL_ENDPOINT_MAX_TABLE).len();
+        name.truncate(keep);
+        Some(name)
     };
     let is = |t: &Option<SqlTok<'_>>, kw: &str| matches!(t, Some(SqlTok::Word(w)) if w.eq_ignore_ascii_case(kw));
     let tbl = match verb.as_str() {
@@ -217,10 +221,13 @@ pub fn sql_endpoint(sql: &str) -> Option<String> {
         }
         _ => None,
     };
-    Some(match tbl {
-        Some(t) => format!("{verb} {t}"),
-        None => verb,
-    })
+    let mut out = verb;
+    if let Some(t) = tbl {
+        out.reserve(1 + t.len());
+        out.push(' ');
+        out.push_str(&t);
+    }
+    Some(out)
 }
 
 #[cfg(test)]

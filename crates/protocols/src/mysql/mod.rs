@@ -79,8 +79,9 @@ fn printable(b: &[u8]) -> bool {
 }
 
 /// Cheap detection: a server greeting (protocol 10, printable version) is `Yes`; a command packet with sequence
-/// id 0, a known command byte and a length that matches the payload is `Yes` for SQL commands with printable
-/// text and `Maybe` otherwise.
+/// id 0, a known command byte and a length that matches the payload exactly is `Yes` (SQL commands: printable
+/// text; others: the command's fixed length, e.g. 1 for `COM_PING`), `Maybe` for the start of a longer SQL
+/// command, and an ERR packet from the server is `Maybe`.
 pub fn probe(payload: &[u8], direction: Direction) -> Probe {
     let Some(hdr) = payload.get(..5) else {
         return Probe::No;
@@ -140,7 +141,7 @@ pub fn probe(payload: &[u8], direction: Direction) -> Probe {
                 _ => false,
             };
             if plausible && whole {
-                Probe::Maybe
+                Probe::Yes
             } else {
                 Probe::No
             }

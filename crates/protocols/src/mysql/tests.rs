@@ -78,7 +78,11 @@ fn probe_greeting_and_commands() {
     assert_eq!(probe(q, Direction::ClientToServer), Probe::Yes);
     assert_eq!(
         probe(b"\x01\x00\x00\x00\x0e", Direction::ClientToServer),
-        Probe::Maybe
+        Probe::Yes
+    );
+    assert_eq!(
+        probe(b"\x02\x00\x00\x00\x0e\x00", Direction::ClientToServer),
+        Probe::No
     );
     assert_eq!(
         probe(b"GET / HTTP/1.1\r\n", Direction::ClientToServer),

@@ -40,6 +40,7 @@ use crate::{
 };
 use fathom_model::{Direction, FlowKey, L7Protocol, ResponseStatus};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Most named prepared statements (and, separately, portals) remembered per flow.
 pub const MAX_STATEMENTS: usize = 64;
@@ -293,7 +294,7 @@ struct Op {
     kind: OpKind,
     start: u64,
     end: u64,
-    sql: Option<String>,
+    sql: Option<Arc<str>>,
     /// First backend byte attributed to this op.
     resp_start: Option<u64>,
     tags: Option<String>,
@@ -322,8 +323,8 @@ pub struct PgFlow {
     /// The backend's next byte answers an SSLRequest / GSSENCRequest.
     ssl_answer: bool,
     db: Option<String>,
-    statements: VecDeque<(String, String)>,
-    portals: VecDeque<(String, String)>,
+    statements: VecDeque<(String, Arc<str>)>,
+    portals: VecDeque<(String, Arc<str>)>,
     ops: VecDeque<Op>,
     /// After an error in the extended protocol, the server ignores frontend messages until Sync.
     discard_until_sync: bool,
@@ -565,7 +566,7 @@ impl PgFlow {
         }
     }
 
-    fn remember(map: &mut VecDeque<(String, String)>, name: String, sql: String) {
+    fn remember(map: &mut VecDeque<(String, Arc<str>)>, name: String, sql: Arc<str>) {
         map.retain(|(n, _)| *n != name);
         if map.len() >= MAX_STATEMENTS {
             map.pop_front();
@@ -573,14 +574,14 @@ impl PgFlow {
         map.push_back((name, sql));
     }
 
-    fn lookup(map: &VecDeque<(String, String)>, name: &[u8]) -> Option<String> {
+    fn lookup(map: &VecDeque<(String, Arc<str>)>, name: &[u8]) -> Option<Arc<str>> {
         map.iter()
             .rev()
             .find(|(n, _)| n.as_bytes() == name)
             .map(|(_, s)| s.clone())
     }
 
-    fn push_op(&mut self, kind: OpKind, start: u64, end: u64, sql: Option<String>) {
+    fn push_op(&mut self, kind: OpKind, start: u64, end: u64, sql: Option<Arc<str>>) {
         if self.discard_until_sync {
             if kind == OpKind::Sync {
                 self.discard_until_sync = false;
@@ -606,7 +607,7 @@ impl PgFlow {
         match t {
             b'Q' => {
                 let sql = cstr(p, 0).map(|x| x.0).unwrap_or(p);
-                let sql = lossy(sql, self.max_field);
+                let sql: Arc<str> = lossy(sql, self.max_field).into();
                 self.push_op(OpKind::Query, start, end, Some(sql));
             }
             b'P' => {
@@ -616,7 +617,7 @@ impl PgFlow {
                 };
                 let q = p.get(next..).unwrap_or(&[]);
                 let q = cstr(q, 0).map(|x| x.0).unwrap_or(q);
-                let sql = lossy(q, self.max_field);
+                let sql: Arc<str> = lossy(q, self.max_field).into();
                 let name = lossy(name, self.max_field);
                 Self::remember(&mut self.statements, name, sql.clone());
                 self.push_op(OpKind::Parse, start, end, Some(sql));
@@ -624,7 +625,8 @@ impl PgFlow {
             b'B' => {
                 if let Some((portal, next)) = cstr(p, 0) {
                     if let Some((stmt, _)) = cstr(p, next) {
-                        let sql = Self::lookup(&self.statements, stmt).unwrap_or_default();
+                        let sql =
+                            Self::lookup(&self.statements, stmt).unwrap_or_else(|| Arc::from(""));
                         let portal = lossy(portal, self.max_field);
                         Self::remember(&mut self.portals, portal, sql);
                     }
@@ -787,7 +789,7 @@ impl PgFlow {
             request_type: Some(op.kind.as_str().to_string()),
             request_domain: self.db.clone(),
             endpoint: op.sql.as_deref().and_then(sql_endpoint),
-            request_resource: op.sql.clone(),
+            request_resource: op.sql.as_deref().map(str::to_string),
             ..LogInfo::default()
         };
         Message::new(
