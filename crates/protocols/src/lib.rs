@@ -47,6 +47,11 @@ mod registry;
 pub mod tls;
 pub mod util;
 
+#[cfg(feature = "proto-mysql")]
+pub mod mysql;
+#[cfg(feature = "proto-postgresql")]
+pub mod postgresql;
+
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};
 pub use exchange::{EndReason, ExchangeTable, Paired};

@@ -12,5 +12,10 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::dns::DnsParser));
     #[cfg(feature = "proto-tls")]
     parsers.push(Arc::new(crate::tls::TlsParser));
+#[allow(clippy::vec_init_then_push)]
+    #[cfg(feature = "proto-mysql")]
+    parsers.push(Arc::new(crate::mysql::MysqlParser));
+    #[cfg(feature = "proto-postgresql")]
+    parsers.push(Arc::new(crate::postgresql::PostgresqlParser));
     parsers
 }
