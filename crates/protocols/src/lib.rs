@@ -43,6 +43,11 @@ mod parser;
 mod registry;
 pub mod util;
 
+#[cfg(feature = "proto-kafka")]
+pub mod kafka;
+#[cfg(feature = "proto-redis")]
+pub mod redis;
+
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};
 pub use exchange::{EndReason, ExchangeTable, Paired};
