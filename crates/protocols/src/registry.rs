@@ -10,5 +10,7 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     let mut parsers: Vec<Arc<dyn L7Parser>> = Vec::new();
     #[cfg(feature = "proto-redis")]
     parsers.push(Arc::new(crate::redis::RedisParser));
+    #[cfg(feature = "proto-kafka")]
+    parsers.push(Arc::new(crate::kafka::KafkaParser));
     parsers
 }
