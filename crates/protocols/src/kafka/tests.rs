@@ -143,7 +143,7 @@ fn row(t: &str, v: &str, res: Option<&str>, id: u64, dom: &str, st: &str) -> Row
 }
 
 /// From truth/kafka.jsonl (librdkafka's `debug=protocol` accounting): type, api_version, resource, req_id,
-/// domain, status.
+/// domain, status; Metadata topics (not in librdkafka's log) from tshark's `kafka.topic_name`.
 fn producer_a_truth() -> Vec<Row> {
     let d = "kcat-producer-a";
     vec![
