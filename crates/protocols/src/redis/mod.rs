@@ -451,8 +451,8 @@ fn lossy_string(b: &[u8]) -> String {
     }
 }
 
-/// Build the request fields of a command from its upper-cased name and first argument.
-fn command_info(name: &[u8], arg1: Option<&[u8]>) -> LogInfo {
+/// Fill the request fields of a command from its upper-cased name and first argument.
+fn fill_command_info(info: &mut LogInfo, name: &[u8], arg1: Option<&[u8]>) {
     let name_s = lossy_string(name);
     let mut resource = String::with_capacity(name_s.len() + 1 + arg1.map_or(0, |a| a.len()));
     resource.push_str(&name_s);
@@ -463,98 +463,112 @@ fn command_info(name: &[u8], arg1: Option<&[u8]>) -> LogInfo {
             if CONTAINERS.contains(&name) {
                 resource.push_str(&lossy_string(arg).to_ascii_uppercase());
             } else {
-                let s = String::from_utf8_lossy(arg);
-                resource.push_str(crate::util::truncate(&s, MAX_RESOURCE_ARG));
+                match std::str::from_utf8(arg) {
+                    Ok(s) => resource.push_str(s),
+                    Err(_) => resource.push_str(crate::util::truncate(
+                        &String::from_utf8_lossy(arg),
+                        MAX_RESOURCE_ARG,
+                    )),
+                }
             }
         }
     }
-    LogInfo {
-        request_type: Some(name_s.clone()),
-        endpoint: Some(name_s),
-        request_resource: Some(resource),
-        ..LogInfo::default()
+    info.endpoint = Some(name_s.clone());
+    info.request_type = Some(name_s);
+    info.request_resource = Some(resource);
+}
+
+/// Push a message with empty fields and return them for filling in place (a [`LogInfo`] is large: building it
+/// on the stack and moving it costs more than the parse).
+fn push_message(
+    out: &mut Vec<Message>,
+    direction: Direction,
+    kind: MessageKind,
+    correlation: Correlation,
+    start: u64,
+    end: u64,
+) -> Option<&mut LogInfo> {
+    out.push(Message::new(direction, kind, correlation, start, end));
+    out.last_mut().map(|m| &mut m.info)
+}
+
+/// A complete command (upper-cased `name`, first argument, argument count): emit it, paired or, while
+/// unsynced, alone with status unknown.
+fn emit_command(
+    pair: &mut Pairing,
+    name: &[u8],
+    arg1: Option<&[u8]>,
+    nargs: u64,
+    (start, end): (u64, u64),
+    out: &mut Vec<Message>,
+) {
+    if is_subscribe(name) || is_unsubscribe(name) {
+        if is_subscribe(name) {
+            pair.subscribed = true;
+        }
+        if pair.confirms.len() == MAX_CONFIRMS {
+            pair.confirms.pop_front();
+        }
+        pair.confirms
+            .push_back(u32::try_from(nargs).unwrap_or(u32::MAX));
+    } else if name == b"RESET" {
+        pair.subscribed = false;
+    } else if name == b"HELLO" && arg1.and_then(|a| a.first()) == Some(&b'3') {
+        pair.resp3 = true;
+    }
+    let p = pair;
+    if !p.synced {
+        if p.cmds_since_reply == 0 && p.rounds >= RESYNC_ROUNDS {
+            // Lockstep observed: this command's reply is the next reply.
+            p.synced = true;
+            p.next_reply = p.next_req;
+        } else {
+            if p.cmds_since_reply > 0 {
+                p.rounds = 0;
+            }
+            p.cmds_since_reply = p.cmds_since_reply.saturating_add(1);
+            if let Some(info) = push_message(
+                out,
+                Direction::ClientToServer,
+                MessageKind::OneWay,
+                Correlation::Unpaired,
+                start,
+                end,
+            ) {
+                fill_command_info(info, name, arg1);
+                info.response_status = Some(ResponseStatus::Unknown);
+            }
+            return;
+        }
+    }
+    let id = p.next_req;
+    p.next_req += 1;
+    if let Some(info) = push_message(
+        out,
+        Direction::ClientToServer,
+        MessageKind::Request,
+        Correlation::ById(id),
+        start,
+        end,
+    ) {
+        fill_command_info(info, name, arg1);
     }
 }
 
 impl RedisFlow {
-    /// A complete command: emit it (paired or, while unsynced, alone with status unknown).
-    fn emit_command(
-        &mut self,
-        start: u64,
-        end: u64,
-        nargs: u64,
-        info: LogInfo,
-        out: &mut Vec<Message>,
-    ) {
-        let name = self.cmd.name.as_slice();
-        if is_subscribe(name) || is_unsubscribe(name) {
-            if is_subscribe(name) {
-                self.pair.subscribed = true;
-            }
-            if self.pair.confirms.len() == MAX_CONFIRMS {
-                self.pair.confirms.pop_front();
-            }
-            self.pair
-                .confirms
-                .push_back(u32::try_from(nargs).unwrap_or(u32::MAX));
-        }
-        if name == b"RESET" {
-            self.pair.subscribed = false;
-        }
-        if name == b"HELLO"
-            && info.request_resource.is_some()
-            && self.cmd.arg1.first() == Some(&b'3')
-        {
-            self.pair.resp3 = true;
-        }
-        let p = &mut self.pair;
-        if !p.synced {
-            if p.cmds_since_reply == 0 && p.rounds >= RESYNC_ROUNDS {
-                // Lockstep observed: this command's reply is the next reply.
-                p.synced = true;
-                p.next_reply = p.next_req;
-            } else {
-                if p.cmds_since_reply > 0 {
-                    p.rounds = 0;
-                }
-                p.cmds_since_reply = p.cmds_since_reply.saturating_add(1);
-                let mut info = info;
-                info.response_status = Some(ResponseStatus::Unknown);
-                out.push(
-                    Message::new(
-                        Direction::ClientToServer,
-                        MessageKind::OneWay,
-                        Correlation::Unpaired,
-                        start,
-                        end,
-                    )
-                    .with_info(info),
-                );
-                return;
-            }
-        }
-        let id = p.next_req;
-        p.next_req += 1;
-        out.push(
-            Message::new(
-                Direction::ClientToServer,
-                MessageKind::Request,
-                Correlation::ById(id),
-                start,
-                end,
-            )
-            .with_info(info),
-        );
-    }
-
     fn finish_array_command(&mut self, end: u64, out: &mut Vec<Message>) {
         self.cmd.active = false;
         self.cmd.name.make_ascii_uppercase();
         let nargs = self.cmd.index.saturating_sub(1);
         let arg1 = (self.cmd.index > 1).then_some(self.cmd.arg1.as_slice());
-        let info = command_info(&self.cmd.name, arg1);
-        let start = self.cmd.start;
-        self.emit_command(start, end, nargs, info, out);
+        emit_command(
+            &mut self.pair,
+            &self.cmd.name,
+            arg1,
+            nargs,
+            (self.cmd.start, end),
+            out,
+        );
     }
 
     fn parse_commands(
@@ -715,8 +729,14 @@ impl RedisFlow {
         self.cmd.name.make_ascii_uppercase();
         let arg1 = words.next();
         let nargs = u64::from(arg1.is_some()) + words.count() as u64;
-        let info = command_info(&self.cmd.name, arg1);
-        self.emit_command(ctx.pos(i), ctx.pos(i + nl + 1), nargs, info, out);
+        emit_command(
+            &mut self.pair,
+            &self.cmd.name,
+            arg1,
+            nargs,
+            (ctx.pos(i), ctx.pos(i + nl + 1)),
+            out,
+        );
         Ok(Some(i + nl + 1))
     }
 
@@ -742,23 +762,19 @@ impl RedisFlow {
             resource.push_str(kind.as_str());
             resource.push(' ');
             resource.push_str(&String::from_utf8_lossy(&r.channel));
-            let info = LogInfo {
-                request_type: Some("message".to_owned()),
-                endpoint: Some("message".to_owned()),
-                request_resource: Some(resource),
-                response_status: Some(ResponseStatus::Ok),
-                ..LogInfo::default()
-            };
-            out.push(
-                Message::new(
-                    Direction::ServerToClient,
-                    MessageKind::OneWay,
-                    Correlation::Unpaired,
-                    start,
-                    end,
-                )
-                .with_info(info),
-            );
+            if let Some(info) = push_message(
+                out,
+                Direction::ServerToClient,
+                MessageKind::OneWay,
+                Correlation::Unpaired,
+                start,
+                end,
+            ) {
+                info.request_type = Some("message".to_owned());
+                info.endpoint = Some("message".to_owned());
+                info.request_resource = Some(resource);
+                info.response_status = Some(ResponseStatus::Ok);
+            }
             r.reset();
             return;
         }
@@ -825,24 +841,22 @@ impl RedisFlow {
         } else {
             ORPHAN
         };
-        let mut info = LogInfo::default();
-        match exception {
-            Some(e) => {
-                info.response_status = Some(ResponseStatus::ServerError);
-                info.response_exception = Some(e);
+        if let Some(info) = push_message(
+            out,
+            Direction::ServerToClient,
+            MessageKind::Response,
+            corr,
+            start,
+            end,
+        ) {
+            match exception {
+                Some(e) => {
+                    info.response_status = Some(ResponseStatus::ServerError);
+                    info.response_exception = Some(e);
+                }
+                None => info.response_status = Some(ResponseStatus::Ok),
             }
-            None => info.response_status = Some(ResponseStatus::Ok),
         }
-        out.push(
-            Message::new(
-                Direction::ServerToClient,
-                MessageKind::Response,
-                corr,
-                start,
-                end,
-            )
-            .with_info(info),
-        );
     }
 
     /// A value ended: pop finished aggregates. Returns true when the whole reply is complete.
