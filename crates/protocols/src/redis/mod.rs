@@ -157,7 +157,12 @@ fn probe_inline(payload: &[u8]) -> Probe {
     {
         // A whole upper-case inline line of a known command.
         Probe::Yes
-    } else if INLINE_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(word)) {
+    } else if INLINE_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(word))
+        || (plausible_command(word)
+            && line.ends_with(b"\r")
+            && word.iter().all(u8::is_ascii_uppercase))
+    {
+        // A known word in another case, or an upper-case word on a CRLF line: weak evidence (port 6379 decides).
         Probe::Maybe
     } else {
         Probe::No
@@ -948,6 +953,11 @@ impl RedisFlow {
             let Some(&t) = data.get(i) else {
                 return Ok(i);
             };
+            if !self.reply.active && (t == b'\r' || t == b'\n') {
+                // Stray line ends between replies (seen from hand-made servers): tolerated.
+                i += 1;
+                continue;
+            }
             if !self.reply.active {
                 self.reply.active = true;
                 self.reply.start = ctx.pos(i);

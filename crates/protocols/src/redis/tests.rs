@@ -554,6 +554,9 @@ fn probes() {
     assert_eq!(probe(b"+OK\r\n", S), Probe::Maybe);
     assert_eq!(probe(b"HTTP/1.1 200 OK\r\n", S), Probe::No);
     assert_eq!(probe(b"*2\r\n$3\r\n\x01\x02\x03\r\n", C), Probe::No);
+    // zeek Traces/redis/attr.pcap: an unknown upper-case inline command.
+    assert_eq!(probe(b"FAKE COMMAND\r\n", C), Probe::Maybe);
+    assert_eq!(probe(b"howdy world\r\n", C), Probe::No);
 }
 
 mod props {
@@ -598,4 +601,60 @@ mod props {
             let _ = run_pieces(&mut engine(), &pieces);
         }
     }
+}
+
+#[test]
+fn zeek_stream_xadd_with_star_argument() {
+    // zeek Traces/redis/stream.pcap: `XADD race:france * rider ...` (an argument that is a lone `*`).
+    let xadd: &[u8] = b"*11\r\n$4\r\nXADD\r\n$11\r\nrace:france\r\n$1\r\n*\r\n$5\r\nrider\r\n$8\r\nCastilla\r\n$5\r\nspeed\r\n$4\r\n30.2\r\n$8\r\nposition\r\n$1\r\n1\r\n$11\r\nlocation_id\r\n$1\r\n1\r\n";
+    let (r, out) = parse_all(C, xadd);
+    assert_eq!(r, Ok(xadd.len()));
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].info.request_resource.as_deref(),
+        Some("XADD race:france")
+    );
+}
+
+#[test]
+fn zeek_stream_conversation() {
+    let segs: &[(Direction, &str)] = &[
+(C, "2a31310d0a24340d0a584144440d0a2431310d0a726163653a6672616e63650d0a24310d0a2a0d0a24350d0a72696465720d0a24380d0a43617374696c6c610d0a24350d0a73706565640d0a24340d0a33302e320d0a24380d0a706f736974696f6e0d0a24310d0a310d0a2431310d0a6c6f636174696f6e5f69640d0a24310d0a310d0a"),
+(S, "2431350d0a313732393632323833323633372d300d0a"),
+(C, "2a31310d0a24340d0a584144440d0a2431310d0a726163653a6672616e63650d0a24310d0a2a0d0a24350d0a72696465720d0a24350d0a4e6f72656d0d0a24350d0a73706565640d0a24340d0a32382e380d0a24380d0a706f736974696f6e0d0a24310d0a330d0a2431310d0a6c6f636174696f6e5f69640d0a24310d0a310d0a"),
+(S, "2431350d0a313732393632323833363935332d300d0a"),
+(C, "2a31310d0a24340d0a584144440d0a2431310d0a726163653a6672616e63650d0a24310d0a2a0d0a24350d0a72696465720d0a24380d0a507269636b6574740d0a24350d0a73706565640d0a24340d0a32392e370d0a24380d0a706f736974696f6e0d0a24310d0a320d0a2431310d0a6c6f636174696f6e5f69640d0a24310d0a310d0a"),
+(S, "2431350d0a313732393632323834303533302d300d0a"),
+(C, "2a360d0a24360d0a5852414e47450d0a2431310d0a726163653a6672616e63650d0a2431350d0a313732393632323737303937322d300d0a24310d0a2b0d0a24350d0a434f554e540d0a24310d0a320d0a"),
+(S, "2a320d0a2a320d0a2431350d0a313732393632323737303937322d300d0a2a380d0a24350d0a72696465720d0a24380d0a43617374696c6c610d0a24350d0a73706565640d0a24340d0a33302e320d0a24380d0a706f736974696f6e0d0a24310d0a310d0a2431310d0a6c6f636174696f6e5f69640d0a24310d0a310d0a2a320d0a2431350d0a313732393632323737383232312d300d0a2a380d0a24350d0a72696465720d0a24350d0a4e6f72656d0d0a24350d0a73706565640d0a24340d0a32382e380d0a24380d0a706f736974696f6e0d0a24310d0a330d0a2431310d0a6c6f636174696f6e5f69640d0a24310d0a310d0a"),
+    ];
+    let pieces: Vec<Piece> = segs
+        .iter()
+        .enumerate()
+        .map(|(i, (d, h))| {
+            (
+                *d,
+                i as u64,
+                0,
+                (0..h.len())
+                    .step_by(2)
+                    .map(|j| u8::from_str_radix(&h[j..j + 2], 16).unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    let logs = run_pieces(&mut engine(), &pieces);
+    let got: Vec<_> = summary(&logs)
+        .into_iter()
+        .map(|(t, r, s, _)| format!("{t}|{r}|{s}"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "XADD|XADD race:france|ok",
+            "XADD|XADD race:france|ok",
+            "XADD|XADD race:france|ok",
+            "XRANGE|XRANGE race:france|ok"
+        ]
+    );
 }
