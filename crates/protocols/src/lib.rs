@@ -51,6 +51,10 @@ pub mod util;
 pub mod mysql;
 #[cfg(feature = "proto-postgresql")]
 pub mod postgresql;
+#[cfg(feature = "proto-kafka")]
+pub mod kafka;
+#[cfg(feature = "proto-redis")]
+pub mod redis;
 
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};

@@ -17,5 +17,9 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::mysql::MysqlParser));
     #[cfg(feature = "proto-postgresql")]
     parsers.push(Arc::new(crate::postgresql::PostgresqlParser));
+    #[cfg(feature = "proto-redis")]
+    parsers.push(Arc::new(crate::redis::RedisParser));
+    #[cfg(feature = "proto-kafka")]
+    parsers.push(Arc::new(crate::kafka::KafkaParser));
     parsers
 }
