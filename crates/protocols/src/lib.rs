@@ -34,11 +34,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+#[cfg(feature = "proto-dubbo")]
+pub mod dubbo;
 mod engine;
 mod error;
 mod exchange;
 mod limits;
 mod message;
+#[cfg(feature = "proto-mqtt")]
+pub mod mqtt;
 mod parser;
 mod registry;
 pub mod util;

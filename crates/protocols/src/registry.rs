@@ -4,8 +4,13 @@ use crate::L7Parser;
 use std::sync::Arc;
 
 /// Every built-in parser compiled in (see the `proto-*` features), in the order probes run.
+#[allow(clippy::vec_init_then_push)] // one cfg-gated push per protocol feature
 pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     #[allow(unused_mut)]
     let mut parsers: Vec<Arc<dyn L7Parser>> = Vec::new();
+    #[cfg(feature = "proto-dubbo")]
+    parsers.push(Arc::new(crate::dubbo::DubboParser));
+    #[cfg(feature = "proto-mqtt")]
+    parsers.push(Arc::new(crate::mqtt::MqttParser));
     parsers
 }
