@@ -139,6 +139,50 @@ struct DirState {
     skip: u64,
     /// The large PUBLISH being skipped, emitted when its last byte passes.
     pending: Option<Message>,
+    /// MQTT 5 topic aliases set by this direction's PUBLISHes (alias → topic), at most [`MAX_ALIASES`].
+    aliases: Vec<(u16, String)>,
+}
+
+/// Most MQTT 5 topic aliases remembered per direction (the oldest is forgotten first).
+pub const MAX_ALIASES: usize = 64;
+
+impl DirState {
+    /// The topic of a PUBLISH: its own, or the one its MQTT 5 topic alias stands for. A PUBLISH with both
+    /// sets the alias.
+    fn topic_alias(&mut self, topic: &str, alias: Option<u16>, max: usize) -> Option<String> {
+        let t = crate::util::truncate(topic, max);
+        match (t.is_empty(), alias) {
+            (false, Some(a)) => {
+                self.aliases.retain(|(x, _)| *x != a);
+                if self.aliases.len() >= MAX_ALIASES {
+                    self.aliases.remove(0);
+                }
+                self.aliases.push((a, t.to_string()));
+                Some(t.to_string())
+            }
+            (false, None) => Some(t.to_string()),
+            (true, Some(a)) => self
+                .aliases
+                .iter()
+                .find(|(x, _)| *x == a)
+                .map(|(_, t)| t.clone()),
+            (true, None) => None,
+        }
+    }
+}
+
+/// W3C trace context carried as MQTT 5 user properties (`traceparent`), as the W3C "Trace Context: MQTT"
+/// note recommends.
+fn trace_property(k: &str, v: &str, max: usize, info: &mut LogInfo) {
+    if k.eq_ignore_ascii_case("traceparent") {
+        let mut parts = v.split('-');
+        if let (Some(_), Some(t), Some(s)) = (parts.next(), parts.next(), parts.next()) {
+            info.trace_id = Some(crate::util::truncate(t, max).to_string());
+            info.span_id = Some(crate::util::truncate(s, max).to_string());
+        }
+    } else if k.eq_ignore_ascii_case("x-request-id") {
+        info.x_request_id = Some(crate::util::truncate(v, max).to_string());
+    }
 }
 
 /// Per-flow MQTT state: the version (from CONNECT, or inferred) and each direction's position.
@@ -173,6 +217,7 @@ impl MqttFlow {
             sync: Sync::Start,
             skip: 0,
             pending: None,
+            aliases: Vec::new(),
         };
         MqttFlow {
             version: None,
@@ -258,10 +303,19 @@ impl MqttFlow {
                 qos,
                 topic,
                 packet_id,
+                props,
             } => {
                 let mut info = self.info(PacketType::PUBLISH);
-                if !topic.is_empty() {
-                    let t = crate::util::truncate(topic, max).to_string();
+                let mut alias = None;
+                for p in wire::properties(props).flatten() {
+                    match p {
+                        wire::Property::Int(wire::prop::TOPIC_ALIAS, a) => alias = Some(a as u16),
+                        wire::Property::User(k, v) => trace_property(k, v, max, &mut info),
+                        _ => {}
+                    }
+                }
+                let topic = self.dirs[d.index()].topic_alias(topic, alias, max);
+                if let Some(t) = topic {
                     info.endpoint = Some(t.clone());
                     info.request_resource = Some(t);
                 }

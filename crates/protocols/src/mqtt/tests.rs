@@ -567,3 +567,41 @@ proptest! {
         let _ = run(&chunks);
     }
 }
+
+#[test]
+fn v5_topic_alias_and_traceparent_user_property() {
+    // MQTT 5 §3.3.2.3.4 Topic Alias, §3.3.2.3.7 User Property; W3C trace context as a user property.
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut props = vec![0x23, 0x00, 0x05, 0x26, 0x00, 0x0b];
+    props.extend_from_slice(b"traceparent");
+    props.extend_from_slice(&(tp.len() as u16).to_be_bytes());
+    props.extend_from_slice(tp.as_bytes());
+    let mut body = hex("0003612f62");
+    body.push(props.len() as u8);
+    body.extend_from_slice(&props);
+    body.extend_from_slice(b"hi");
+    let mut first = vec![0x30, body.len() as u8];
+    first.extend_from_slice(&body);
+    // Second PUBLISH: empty topic, alias 5.
+    let second = hex("30080000032300057969");
+    let logs = run(&[
+        (C, hex(PAHO_V5[0].1), 0),
+        (S, hex(PAHO_V5[1].1), 0),
+        (C, first, 0),
+        (C, second, 0),
+    ]);
+    let pubs: Vec<_> = logs
+        .iter()
+        .filter(|l| l.request_type.as_deref() == Some("PUBLISH"))
+        .collect();
+    assert_eq!(pubs.len(), 2);
+    assert!(pubs
+        .iter()
+        .all(|l| l.request_resource.as_deref() == Some("a/b")));
+    assert_eq!(
+        pubs[0].trace_id.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
+    assert_eq!(pubs[0].span_id.as_deref(), Some("b7ad6b7169203331"));
+    assert_eq!(pubs[1].trace_id, None);
+}

@@ -200,6 +200,9 @@ pub enum Packet<'a> {
         topic: &'a str,
         /// Packet identifier, for QoS > 0.
         packet_id: Option<u16>,
+        /// MQTT 5 properties (empty for 3.x, or when they were not all available), to walk with
+        /// [`properties`].
+        props: &'a [u8],
     },
     /// PUBACK, PUBREC, PUBREL or PUBCOMP.
     PubAck {
@@ -385,13 +388,30 @@ pub fn packet<'a>(
             } else {
                 None
             };
-            // MQTT 5 properties and the application payload follow; neither is logged, so PUBLISH reads
-            // the same in every version.
-            let _ = head_only;
+            // MQTT 5 properties and the application payload follow. The fields above read the same in
+            // every version; properties (topic alias, user properties) are read only for a known MQTT 5
+            // flow, and only when all of them are there.
+            let mut props: &[u8] = &[];
+            if version == Some(Version::V5) {
+                let rest = c.rest();
+                match varint(rest) {
+                    Ok(Some((len, n))) => match rest.get(n..n + len) {
+                        Some(p) => props = p,
+                        None if head_only => {}
+                        None => return Err(bad(c.p)),
+                    },
+                    Ok(None) if head_only => {}
+                    _ => return Err(bad(c.p)),
+                }
+            }
+            if topic.is_empty() && version != Some(Version::V5) && version.is_some() {
+                return Err(bad(0));
+            }
             return Ok(Packet::Publish {
                 qos,
                 topic,
                 packet_id,
+                props,
             });
         }
         4..=7 => {
@@ -556,6 +576,62 @@ pub fn topic_filters(
             }
             let o = if with_options { c.u8()? } else { 0 };
             Ok((f, o))
+        })();
+        failed = r.is_err();
+        Some(r)
+    })
+}
+
+/// One MQTT 5 property (5.0 §2.2.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Property<'a> {
+    /// A one-byte, two-byte, four-byte or variable-byte-integer property.
+    Int(u8, u32),
+    /// A UTF-8 string property.
+    Str(u8, &'a str),
+    /// A binary data property.
+    Bin(u8, &'a [u8]),
+    /// A user property (name, value).
+    User(&'a str, &'a str),
+}
+
+/// MQTT 5 property identifiers used here.
+pub mod prop {
+    /// Topic Alias (two-byte integer, PUBLISH).
+    pub const TOPIC_ALIAS: u8 = 0x23;
+    /// User Property (string pair).
+    pub const USER: u8 = 0x26;
+}
+
+/// Walk MQTT 5 properties; stops after the first malformed one (yielding its error).
+pub fn properties(props: &[u8]) -> impl Iterator<Item = Result<Property<'_>, ParseError>> + '_ {
+    let mut c = Cur { b: props, p: 0 };
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || c.done() {
+            return None;
+        }
+        let r = (|| {
+            let id = c.u8()?;
+            Ok(match id {
+                0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2a => {
+                    Property::Int(id, c.u8()? as u32)
+                }
+                0x13 | 0x21 | 0x22 | 0x23 => Property::Int(id, c.u16()? as u32),
+                0x02 | 0x11 | 0x18 | 0x27 => {
+                    let b = c.take(4)?;
+                    Property::Int(id, u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                }
+                0x0b => {
+                    let (v, n) = varint(c.rest())?.ok_or(bad(c.p))?;
+                    c.p += n;
+                    Property::Int(id, v as u32)
+                }
+                0x03 | 0x08 | 0x12 | 0x15 | 0x1a | 0x1c | 0x1f => Property::Str(id, c.string()?),
+                0x09 | 0x16 => Property::Bin(id, c.binary()?),
+                0x26 => Property::User(c.string()?, c.string()?),
+                _ => return Err(bad(c.p - 1)),
+            })
         })();
         failed = r.is_err();
         Some(r)
