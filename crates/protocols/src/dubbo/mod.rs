@@ -30,6 +30,7 @@
 //! After a gap the parser resynchronises on the next `0xdabb` whose header is consistent.
 
 pub mod hessian;
+pub mod json;
 
 use crate::{
     Correlation, FlowParser, L7Parser, Limits, LogInfo, Message, MessageKind, ParseCtx, ParseError,
@@ -61,8 +62,15 @@ pub struct Serialization(pub u8);
 impl Serialization {
     /// Hessian 2 (the default).
     pub const HESSIAN2: Serialization = Serialization(2);
-    /// FastJSON.
+    /// FastJSON (JSON lines).
     pub const FASTJSON: Serialization = Serialization(6);
+    /// Gson (JSON lines).
+    pub const GSON: Serialization = Serialization(16);
+
+    /// Whether bodies are JSON lines (fastjson, gson).
+    pub const fn json_lines(self) -> bool {
+        matches!(self.0, 6 | 16)
+    }
 
     /// Whether the id is one Dubbo defines (2 hessian2, 3 java, 4 compactedjava, 6 fastjson, 7 nativejava,
     /// 8 kryo, 9 fst, 10 native-hessian, 11 protostuff, 12 avro, 16 gson, 21 protobuf-json, 22 protobuf,
@@ -288,6 +296,8 @@ impl DubboFlow {
             };
             if h.serialization() == Serialization::HESSIAN2 {
                 decode_request(body, self.max_field_len, self.max_depth, &mut info);
+            } else if h.serialization().json_lines() {
+                decode_request_json(body, self.max_field_len, &mut info);
             }
             let kind = if h.is_two_way() {
                 MessageKind::Request
@@ -314,6 +324,13 @@ impl DubboFlow {
                     self.max_depth,
                     &mut info,
                 );
+            } else if h.serialization().json_lines() && h.status != Status::OK {
+                if let Some((msg, _)) = json::lines(body)
+                    .next()
+                    .and_then(|l| json::string(l, self.max_field_len))
+                {
+                    info.response_exception = Some(msg);
+                }
             }
             if info.response_exception.is_none() && h.status != Status::OK {
                 info.response_exception = Some(h.status.as_str().to_string());
@@ -486,6 +503,42 @@ fn decode_request(body: &[u8], max: usize, max_depth: usize, info: &mut LogInfo)
     }
     let mut trace = TraceCtx::default();
     let _ = r.string_map(max, |k, v| trace.attachment(k, v, max));
+    trace.fill(info);
+}
+
+/// Decode a JSON-lines invocation body (same values as Hessian 2, one JSON text per line).
+fn decode_request_json(body: &[u8], max: usize, info: &mut LogInfo) {
+    let mut lines = json::lines(body);
+    let mut next_str = || {
+        lines
+            .next()
+            .and_then(|l| json::string(l, max))
+            .map(|(s, _)| s)
+    };
+    let dubbo_version = next_str();
+    let path = next_str();
+    let _service_version = next_str();
+    let method = next_str();
+    let desc = next_str();
+    info.version = dubbo_version;
+    if let (Some(p), Some(m)) = (&path, &method) {
+        let res = crate::util::truncate(&format!("{p}/{m}"), max).to_string();
+        info.endpoint = Some(res.clone());
+        info.request_resource = Some(res);
+    }
+    info.request_domain = path;
+    info.request_type = method;
+    let Some(n) = desc.as_deref().and_then(|d| count_params(d.as_bytes())) else {
+        return;
+    };
+    // One line per argument, then the attachments object.
+    let Some(att) = json::lines(body).nth(5 + n) else {
+        return;
+    };
+    let mut trace = TraceCtx::default();
+    let _ = json::string_members(att, max, |k, v| {
+        trace.attachment(k.as_bytes(), v.as_bytes(), max)
+    });
     trace.fill(info);
 }
 

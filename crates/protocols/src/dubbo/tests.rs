@@ -477,6 +477,8 @@ proptest! {
         let mut info = LogInfo::default();
         decode_request(&data, 64, 16, &mut info);
         decode_response(Status::OK, &data, 64, 16, &mut info);
+        decode_request_json(&data, 64, &mut info);
+        let _ = json::string_members(&data, 64, |_, _| {});
     }
 
     #[test]
@@ -487,4 +489,27 @@ proptest! {
         let logs = run(&[(C, b, 0), (S, frame(0x02, 20, 1, &[0x92]), 0)]);
         prop_assert_eq!(logs.len(), 1);
     }
+}
+
+#[test]
+fn fastjson_invocation() {
+    // Serialization id 6: one JSON text per line (dubbo version, path, version, method, descriptor,
+    // arguments, attachments).
+    let body = concat!(
+        "\"2.0.2\"\n\"org.demo.Api\"\n\"1.0\"\n\"find\"\n\"Ljava/lang/String;I\"\n",
+        "\"k\\n1\"\n42\n",
+        "{\"path\":\"org.demo.Api\",\"uber-trace-id\":\"aa:bb:0:1\"}\n"
+    );
+    let req = frame(0xc6, 0, 3, body.as_bytes());
+    let resp = frame(0x06, 40, 3, b"\"bad \\\"arg\\\"\"\n");
+    let logs = run(&[(C, req, 0), (S, resp, 0)]);
+    assert_eq!(logs.len(), 1);
+    let l = &logs[0];
+    assert_eq!(l.request_resource.as_deref(), Some("org.demo.Api/find"));
+    assert_eq!(l.version.as_deref(), Some("2.0.2"));
+    assert_eq!(l.trace_id.as_deref(), Some("aa"));
+    assert_eq!(l.span_id.as_deref(), Some("bb"));
+    assert_eq!(l.response_code, Some(40));
+    assert_eq!(l.response_status, ResponseStatus::ClientError);
+    assert_eq!(l.response_exception.as_deref(), Some("bad \"arg\""));
 }
