@@ -29,6 +29,10 @@
 //! same in every version (properties come after the fields we log); for SUBSCRIBE, SUBACK, UNSUBSCRIBE and
 //! UNSUBACK of an unknown version the 3.1.1 framing is tried first, then the MQTT 5 one.
 //!
+//! MQTT 5 PUBLISH properties (known-v5 flows only): a Topic Alias is remembered per direction (at most
+//! [`MAX_ALIASES`]) so a later PUBLISH with an empty topic still gets its topic; a `traceparent` user property
+//! (W3C "Trace Context: MQTT") fills `trace_id` / `span_id`, an `x-request-id` one `x_request_id`.
+//!
 //! Large PUBLISH payloads are not buffered: once the head (topic, packet id) is read, the rest is skipped
 //! and the message is emitted when its last byte passes. Other packets longer than
 //! [`Limits::max_message_len`] are `TooLarge` errors.
