@@ -605,3 +605,50 @@ fn v5_topic_alias_and_traceparent_user_property() {
     assert_eq!(pubs[0].span_id.as_deref(), Some("b7ad6b7169203331"));
     assert_eq!(pubs[1].trace_id, None);
 }
+
+#[test]
+fn mqtt31_auth_event_and_v5_server_disconnect() {
+    // MQTT 3.1: protocol name MQIsdp, level 3 (3.1 specification, CONNECT variable header).
+    let logs = run(&[
+        (C, hex("101200064d51497364700302003c000461626364"), 0),
+        (S, hex("20020000"), 0),
+    ]);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].version.as_deref(), Some("3.1"));
+    // MQTT 5: AUTH (0x18 continue authentication, 5.0 §3.15) is an event; a server DISCONNECT with reason
+    // 0x8B (server shutting down, 5.0 §3.14.2.1) is a one-way log carrying the failure.
+    let (mut e, mut logs) = (engine(), Vec::new());
+    for (i, (d, h)) in [
+        (C, PAHO_V5[0].1),
+        (S, PAHO_V5[1].1),
+        (C, "f0021800"),
+        (S, "f0021800"),
+        (S, "e0028b00"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let c = StreamChunk {
+            flow_id: 1,
+            flow: flow(),
+            direction: *d,
+            time_us: 1_000 + i as u64,
+            seq: None,
+            gap_before: 0,
+            bytes: bytes::Bytes::from(hex(h)),
+            origin: ChunkOrigin::Packet,
+        };
+        e.on_chunk(&c, &mut logs);
+    }
+    e.finish(&mut logs);
+    assert_eq!(e.stats().events, 2);
+    assert_eq!(logs.len(), 2);
+    let d = &logs[1];
+    assert_eq!(d.request_type.as_deref(), Some("DISCONNECT"));
+    assert_eq!(d.response_code, Some(0x8b));
+    assert_eq!(d.response_status, ResponseStatus::ServerError);
+    assert_eq!(
+        d.response_exception.as_deref(),
+        Some("server shutting down")
+    );
+}
