@@ -36,11 +36,15 @@
 
 #[cfg(feature = "proto-dns")]
 pub mod dns;
+#[cfg(feature = "proto-dubbo")]
+pub mod dubbo;
 mod engine;
 mod error;
 mod exchange;
 mod limits;
 mod message;
+#[cfg(feature = "proto-mqtt")]
+pub mod mqtt;
 mod parser;
 mod registry;
 #[cfg(feature = "proto-tls")]

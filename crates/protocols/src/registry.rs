@@ -21,5 +21,10 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::redis::RedisParser));
     #[cfg(feature = "proto-kafka")]
     parsers.push(Arc::new(crate::kafka::KafkaParser));
+#[allow(clippy::vec_init_then_push)] // one cfg-gated push per protocol feature
+    #[cfg(feature = "proto-dubbo")]
+    parsers.push(Arc::new(crate::dubbo::DubboParser));
+    #[cfg(feature = "proto-mqtt")]
+    parsers.push(Arc::new(crate::mqtt::MqttParser));
     parsers
 }
