@@ -59,6 +59,10 @@ pub mod postgresql;
 pub mod kafka;
 #[cfg(feature = "proto-redis")]
 pub mod redis;
+pub mod tracectx;
+
+#[cfg(feature = "proto-http1")]
+pub mod http1;
 
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};

@@ -26,5 +26,7 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::dubbo::DubboParser));
     #[cfg(feature = "proto-mqtt")]
     parsers.push(Arc::new(crate::mqtt::MqttParser));
+    #[cfg(feature = "proto-http1")]
+    parsers.push(Arc::new(crate::http1::Http1Parser::default()));
     parsers
 }
