@@ -43,6 +43,9 @@ mod parser;
 mod registry;
 pub mod util;
 
+#[cfg(feature = "proto-http2")]
+pub mod http2;
+
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};
 pub use exchange::{EndReason, ExchangeTable, Paired};
