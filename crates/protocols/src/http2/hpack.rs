@@ -1,28 +1,33 @@
 //! HPACK (RFC 7541) for a passive observer: one decoder per direction, which may not know the dynamic table.
 //!
-//! While the connection has been seen from its start, header blocks go through [`loona_hpack::Decoder`], which
-//! keeps the dynamic table (insertions, evictions, dynamic table size updates) and decodes Huffman strings.
-//! When the table is unknown (a capture that joined mid-connection, a gap, a decoder error, an oversized
-//! block), it stays unknown for the rest of the connection and blocks are walked field by field here: fields
-//! that are fully on the wire (literal names and values) or in the static table are decoded, and every field
-//! that references the dynamic table is reported as unknown. A field is never guessed.
+//! The dynamic table is [`httlib_hpack::table::Table`] (static + dynamic entries, FIFO eviction, dynamic table
+//! size updates) and Huffman strings are decoded by [`httlib_huffman`] (a table-driven decoder reading 4 bits at
+//! a time). The field representations (RFC 7541 §6) are walked here, with every length checked against the
+//! block, so that a block can be decoded field by field:
+//! - while the table is known (the connection was seen from its preface), every field is decoded and the table
+//!   follows insertions and size updates;
+//! - when it is unknown (a capture that joined mid-connection, a gap, an index that does not exist, a malformed
+//!   block, an oversized table), it stays unknown for the rest of the connection: fields that are fully on the
+//!   wire (literal names and values) or in the static table are still decoded, and every field that references
+//!   the dynamic table is reported as unknown. A field is never guessed.
 //!
-//! Memory is bounded: the dynamic table may not grow past [`MAX_TABLE_SIZE`] (a size update beyond it makes
-//! the table unknown instead).
+//! Memory is bounded: the dynamic table may not grow past [`MAX_TABLE_SIZE`] (a size update beyond it, or
+//! beyond what the peer's SETTINGS allowed, makes the table unknown instead).
 
-use loona_hpack::huffman::HuffmanDecoder;
+use httlib_hpack::table::Table;
+use httlib_huffman::DecoderSpeed;
 
 /// Largest dynamic table followed, in HPACK size units (an update beyond this makes the table unknown).
-pub const MAX_TABLE_SIZE: usize = 65_536;
+pub const MAX_TABLE_SIZE: u32 = 65_536;
 /// The HTTP/2 default SETTINGS_HEADER_TABLE_SIZE.
-pub const DEFAULT_TABLE_SIZE: usize = 4_096;
+pub const DEFAULT_TABLE_SIZE: u32 = 4_096;
 
 /// How completely a block was decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BlockOutcome {
     /// Header fields delivered to the sink.
     pub decoded: usize,
-    /// Header fields that could not be decoded (dynamic table unknown, or after a decoding error).
+    /// Header fields that could not be decoded (dynamic table unknown).
     pub unknown: usize,
     /// True when the block could not be walked to its end (malformed bytes).
     pub truncated: bool,
@@ -31,177 +36,196 @@ pub struct BlockOutcome {
 /// The HPACK decoding state of one direction of a connection.
 pub struct HpackState {
     /// `Some` while the dynamic table is known.
-    decoder: Option<loona_hpack::Decoder<'static>>,
-    /// Built lazily for the unknown-table walk.
-    huffman: Option<HuffmanDecoder>,
+    table: Option<Table<'static>>,
     /// The largest table size the peer allowed (SETTINGS_HEADER_TABLE_SIZE), capped.
-    allowed: usize,
+    allowed: u32,
+    /// Scratch buffers for the current field's name and value.
+    name: Vec<u8>,
+    value: Vec<u8>,
 }
 
 impl std::fmt::Debug for HpackState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HpackState")
-            .field("known", &self.decoder.is_some())
+            .field("known", &self.table.is_some())
             .field("allowed", &self.allowed)
             .finish()
     }
 }
 
+/// Why a field could not be decoded.
+enum Miss {
+    /// The field needs the dynamic table, which is unknown.
+    Unknown,
+    /// The bytes are not HPACK.
+    Malformed,
+}
+
 impl HpackState {
-    /// A state whose dynamic table is known (empty, at the start of a connection).
+    /// A state whose dynamic table is known (empty, at the start of a connection, 4096 bytes).
     pub fn known() -> HpackState {
-        let mut d = loona_hpack::Decoder::new();
-        d.set_max_allowed_table_size(DEFAULT_TABLE_SIZE);
+        Self::known_with_size(DEFAULT_TABLE_SIZE)
+    }
+
+    /// A known, empty table of `size` bytes (a connection whose SETTINGS_HEADER_TABLE_SIZE is `size`).
+    pub fn known_with_size(size: u32) -> HpackState {
+        let size = size.min(MAX_TABLE_SIZE);
         HpackState {
-            decoder: Some(d),
-            huffman: None,
-            allowed: DEFAULT_TABLE_SIZE,
+            table: Some(Table::with_dynamic_size(size)),
+            allowed: size.max(DEFAULT_TABLE_SIZE),
+            name: Vec::new(),
+            value: Vec::new(),
         }
     }
 
     /// A state whose dynamic table is unknown.
     pub fn unknown() -> HpackState {
         HpackState {
-            decoder: None,
-            huffman: None,
+            table: None,
             allowed: DEFAULT_TABLE_SIZE,
+            name: Vec::new(),
+            value: Vec::new(),
         }
     }
 
     /// True while the dynamic table is known.
     pub fn is_known(&self) -> bool {
-        self.decoder.is_some()
+        self.table.is_some()
     }
 
     /// Forget the dynamic table (gap, error).
     pub fn lose(&mut self) {
-        self.decoder = None;
+        self.table = None;
     }
 
     /// The decoding peer advertised SETTINGS_HEADER_TABLE_SIZE = `size`: size updates up to it are valid.
     /// A passive observer cannot tell which SETTINGS were acknowledged, so the largest value seen is allowed.
     pub fn allow_table_size(&mut self, size: u32) {
-        let size = (size as usize).min(MAX_TABLE_SIZE);
-        if size > self.allowed {
-            self.allowed = size;
-            if let Some(d) = self.decoder.as_mut() {
-                d.set_max_allowed_table_size(size);
-            }
-        }
+        self.allowed = self.allowed.max(size.min(MAX_TABLE_SIZE));
     }
 
     /// Decode one complete header block, calling `sink(name, value)` for every field that is known for sure.
     pub fn decode(&mut self, block: &[u8], sink: &mut dyn FnMut(&[u8], &[u8])) -> BlockOutcome {
-        let mut delivered = 0usize;
-        if let Some(d) = self.decoder.as_mut() {
-            let r = d.decode_with_cb(block, |n, v| {
-                delivered += 1;
-                sink(&n, &v);
-            });
-            match r {
-                Ok(()) => {
-                    return BlockOutcome {
-                        decoded: delivered,
-                        unknown: 0,
-                        truncated: false,
-                    }
-                }
-                Err(_) => {
-                    // The table can no longer be trusted; the failing field is unknown, later ones are walked.
-                    self.decoder = None;
-                    let mut out = self.walk(block, delivered + 1, sink);
-                    out.decoded += delivered;
-                    out.unknown += 1;
-                    return out;
-                }
-            }
-        }
-        self.walk(block, 0, sink)
-    }
-
-    /// Walk a block without the dynamic table, skipping the first `skip` header fields.
-    fn walk(
-        &mut self,
-        block: &[u8],
-        skip: usize,
-        sink: &mut dyn FnMut(&[u8], &[u8]),
-    ) -> BlockOutcome {
-        let huffman = self.huffman.get_or_insert_with(HuffmanDecoder::new);
         let mut out = BlockOutcome::default();
         let mut i = 0usize;
-        let mut field = 0usize;
         while i < block.len() {
-            let b = block[i];
             let rest = &block[i..];
-            // (name, value, bytes used); name None = unknown.
+            let b = rest[0];
             let step = if b & 0x80 != 0 {
-                decode_int(rest, 7).map(|(idx, n)| (Field::Indexed(idx), n))
+                self.indexed(rest)
             } else if b & 0x40 != 0 {
-                decode_literal(rest, 6)
+                self.literal(rest, 6, true)
             } else if b & 0x20 != 0 {
-                // Dynamic table size update: no field.
-                match decode_int(rest, 5) {
-                    Some((_, n)) => {
-                        i += n;
-                        continue;
-                    }
-                    None => None,
-                }
+                self.size_update(rest)
             } else {
-                decode_literal(rest, 4)
+                self.literal(rest, 4, false)
             };
-            let Some((f, n)) = step else {
-                out.truncated = true;
-                break;
-            };
-            i += n;
-            let this = field;
-            field += 1;
-            if this < skip {
-                continue;
-            }
-            match f {
-                Field::Indexed(idx) => match static_entry(idx) {
-                    Some((name, value)) => {
-                        out.decoded += 1;
-                        sink(name, value);
-                    }
-                    None => out.unknown += 1,
-                },
-                Field::Literal {
-                    name_index,
-                    name,
-                    value,
-                } => {
-                    let name = match name {
-                        Some(raw) => match raw.decode(huffman) {
-                            Some(n) => Some(n),
-                            None => {
-                                out.truncated = true;
-                                break;
-                            }
-                        },
-                        None => static_entry(name_index).map(|(n, _)| Cow::Borrowed(n)),
-                    };
-                    let Some(value) = value.decode(huffman) else {
-                        out.truncated = true;
-                        break;
-                    };
-                    match name {
-                        Some(name) => {
-                            out.decoded += 1;
-                            sink(&name, &value);
-                        }
-                        None => out.unknown += 1,
-                    }
+            match step {
+                // A size update (no field).
+                Ok((None, n)) => i += n,
+                Ok((Some(()), n)) => {
+                    i += n;
+                    out.decoded += 1;
+                    sink(&self.name, &self.value);
+                }
+                Err((Miss::Unknown, n)) => {
+                    i += n;
+                    out.unknown += 1;
+                }
+                Err((Miss::Malformed, _)) => {
+                    self.lose();
+                    out.truncated = true;
+                    break;
                 }
             }
         }
         out
     }
-}
 
-use std::borrow::Cow;
+    /// Indexed field (§6.1): the entry goes to `self.name` / `self.value`.
+    fn indexed(&mut self, b: &[u8]) -> Result<(Option<()>, usize), (Miss, usize)> {
+        let (idx, n) = decode_int(b, 7).ok_or((Miss::Malformed, 0))?;
+        if idx == 0 {
+            return Err((Miss::Malformed, n));
+        }
+        let entry = match (&self.table, static_entry(idx)) {
+            (_, Some(e)) => Some(e),
+            (Some(t), None) => u32::try_from(idx).ok().and_then(|i| t.get(i)),
+            (None, None) => None,
+        };
+        let Some((name, value)) = entry else {
+            // An index beyond the known table: the table was not what we thought.
+            self.lose();
+            return Err((Miss::Unknown, n));
+        };
+        self.name.clear();
+        self.name.extend_from_slice(name);
+        self.value.clear();
+        self.value.extend_from_slice(value);
+        Ok((Some(()), n))
+    }
+
+    /// Literal field (§6.2), with incremental indexing when `index` is set.
+    fn literal(
+        &mut self,
+        b: &[u8],
+        prefix: u8,
+        index: bool,
+    ) -> Result<(Option<()>, usize), (Miss, usize)> {
+        let (name_index, mut used) = decode_int(b, prefix).ok_or((Miss::Malformed, 0))?;
+        let mut name_known = true;
+        self.name.clear();
+        if name_index == 0 {
+            let (s, n) =
+                decode_string(b.get(used..).unwrap_or(&[])).ok_or((Miss::Malformed, used))?;
+            used += n;
+            s.decode_into(&mut self.name)
+                .ok_or((Miss::Malformed, used))?;
+        } else {
+            let entry = match (&self.table, static_entry(name_index)) {
+                (_, Some(e)) => Some(e.0),
+                (Some(t), None) => u32::try_from(name_index)
+                    .ok()
+                    .and_then(|i| t.get(i))
+                    .map(|e| e.0),
+                (None, None) => None,
+            };
+            match entry {
+                Some(n) => self.name.extend_from_slice(n),
+                None => name_known = false,
+            }
+        }
+        let (s, n) = decode_string(b.get(used..).unwrap_or(&[])).ok_or((Miss::Malformed, used))?;
+        used += n;
+        self.value.clear();
+        s.decode_into(&mut self.value)
+            .ok_or((Miss::Malformed, used))?;
+        if !name_known {
+            self.lose();
+            return Err((Miss::Unknown, used));
+        }
+        if index {
+            if let Some(t) = self.table.as_mut() {
+                t.insert(self.name.clone(), self.value.clone());
+            }
+        }
+        Ok((Some(()), used))
+    }
+
+    /// Dynamic table size update (§6.3).
+    fn size_update(&mut self, b: &[u8]) -> Result<(Option<()>, usize), (Miss, usize)> {
+        let (size, n) = decode_int(b, 5).ok_or((Miss::Malformed, 0))?;
+        match u32::try_from(size) {
+            Ok(size) if size <= self.allowed => {
+                if let Some(t) = self.table.as_mut() {
+                    t.update_max_dynamic_size(size);
+                }
+            }
+            _ => self.lose(),
+        }
+        Ok((None, n))
+    }
+}
 
 /// A string literal on the wire.
 struct RawString<'a> {
@@ -209,23 +233,16 @@ struct RawString<'a> {
     bytes: &'a [u8],
 }
 
-impl<'a> RawString<'a> {
-    fn decode(&self, h: &mut HuffmanDecoder) -> Option<Cow<'a, [u8]>> {
+impl RawString<'_> {
+    /// Append the decoded string to `dst`; `None` for an invalid Huffman sequence.
+    fn decode_into(&self, dst: &mut Vec<u8>) -> Option<()> {
         if self.huffman {
-            h.decode(self.bytes).ok().map(Cow::Owned)
+            httlib_huffman::decode(self.bytes, dst, DecoderSpeed::FourBits).ok()
         } else {
-            Some(Cow::Borrowed(self.bytes))
+            dst.extend_from_slice(self.bytes);
+            Some(())
         }
     }
-}
-
-enum Field<'a> {
-    Indexed(usize),
-    Literal {
-        name_index: usize,
-        name: Option<RawString<'a>>,
-        value: RawString<'a>,
-    },
 }
 
 /// An HPACK integer with an `prefix`-bit prefix (RFC 7541 §5.1): (value, bytes used). At most 5 bytes, so the
@@ -251,27 +268,6 @@ fn decode_string(b: &[u8]) -> Option<(RawString<'_>, usize)> {
     let (len, n) = decode_int(b, 7)?;
     let bytes = b.get(n..n.checked_add(len)?)?;
     Some((RawString { huffman, bytes }, n + len))
-}
-
-fn decode_literal(b: &[u8], prefix: u8) -> Option<(Field<'_>, usize)> {
-    let (name_index, mut used) = decode_int(b, prefix)?;
-    let name = if name_index == 0 {
-        let (s, n) = decode_string(b.get(used..)?)?;
-        used += n;
-        Some(s)
-    } else {
-        None
-    };
-    let (value, n) = decode_string(b.get(used..)?)?;
-    used += n;
-    Some((
-        Field::Literal {
-            name_index,
-            name,
-            value,
-        },
-        used,
-    ))
 }
 
 /// The static table entry at 1-based `index` (RFC 7541 Appendix A), `None` outside 1..=61.
@@ -423,13 +419,69 @@ mod tests {
 
     #[test]
     fn static_table_matches_the_crate() {
-        // Every static index, decoded by loona-hpack (known table) and by the walk (unknown table).
-        let block: Vec<u8> = (1u8..=61).map(|i| 0x80 | i).collect();
-        let (a, _) = collect(&mut HpackState::known(), &block);
-        let (b, o) = collect(&mut HpackState::unknown(), &block);
-        assert_eq!(o.decoded, 61);
-        assert_eq!(a, b);
-        assert_eq!(b[58].0, "vary");
+        let t = Table::default();
+        for i in 1..=61u32 {
+            assert_eq!(static_entry(i as usize), t.get(i), "index {i}");
+        }
+        assert_eq!(static_entry(59).unwrap().0, b"vary");
+        assert_eq!(static_entry(0), None);
+        assert_eq!(static_entry(62), None);
+    }
+
+    // RFC 7541 Appendix C.6: responses with Huffman coding, a 256-byte table, and evictions.
+    const C6_1: &[u8] = &[
+        0x48, 0x82, 0x64, 0x02, 0x58, 0x85, 0xae, 0xc3, 0x77, 0x1a, 0x4b, 0x61, 0x96, 0xd0, 0x7a,
+        0xbe, 0x94, 0x10, 0x54, 0xd4, 0x44, 0xa8, 0x20, 0x05, 0x95, 0x04, 0x0b, 0x81, 0x66, 0xe0,
+        0x82, 0xa6, 0x2d, 0x1b, 0xff, 0x6e, 0x91, 0x9d, 0x29, 0xad, 0x17, 0x18, 0x63, 0xc7, 0x8f,
+        0x0b, 0x97, 0xc8, 0xe9, 0xae, 0x82, 0xae, 0x43, 0xd3,
+    ];
+    const C6_2: &[u8] = &[0x48, 0x83, 0x64, 0x0e, 0xff, 0xc1, 0xc0, 0xbf];
+    const C6_3: &[u8] = &[
+        0x88, 0xc1, 0x61, 0x96, 0xd0, 0x7a, 0xbe, 0x94, 0x10, 0x54, 0xd4, 0x44, 0xa8, 0x20, 0x05,
+        0x95, 0x04, 0x0b, 0x81, 0x66, 0xe0, 0x84, 0xa6, 0x2d, 0x1b, 0xff, 0xc0, 0x5a, 0x83, 0x9b,
+        0xd9, 0xab, 0x77, 0xad, 0x94, 0xe7, 0x82, 0x1d, 0xd7, 0xf2, 0xe6, 0xc7, 0xb3, 0x35, 0xdf,
+        0xdf, 0xcd, 0x5b, 0x39, 0x60, 0xd5, 0xaf, 0x27, 0x08, 0x7f, 0x36, 0x72, 0xc1, 0xab, 0x27,
+        0x0f, 0xb5, 0x29, 0x1f, 0x95, 0x87, 0x31, 0x60, 0x65, 0xc0, 0x03, 0xed, 0x4e, 0xe5, 0xb1,
+        0x06, 0x3d, 0x50, 0x07,
+    ];
+
+    #[test]
+    fn known_table_follows_rfc_c6_evictions() {
+        let mut s = HpackState::known_with_size(256);
+        let (f, _) = collect(&mut s, C6_1);
+        assert_eq!(f[0], (":status".into(), "302".into()));
+        assert_eq!(
+            f[2],
+            ("date".into(), "Mon, 21 Oct 2013 20:13:21 GMT".into())
+        );
+        let (f, o) = collect(&mut s, C6_2);
+        assert_eq!(o.unknown, 0);
+        assert_eq!(f[0], (":status".into(), "307".into()));
+        assert_eq!(f[3], ("location".into(), "https://www.example.com".into()));
+        let (f, o) = collect(&mut s, C6_3);
+        assert_eq!(o.unknown, 0);
+        assert_eq!(f.len(), 6);
+        assert_eq!(
+            f[2],
+            ("date".into(), "Mon, 21 Oct 2013 20:13:22 GMT".into())
+        );
+        assert_eq!(
+            f[5],
+            (
+                "set-cookie".into(),
+                "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1".into()
+            )
+        );
+        assert!(s.is_known());
+    }
+
+    #[test]
+    fn oversized_size_update_makes_the_table_unknown() {
+        let mut s = HpackState::known();
+        // Size update to 2^20 (0x3f then continuation bytes), beyond what SETTINGS allowed.
+        let (_, o) = collect(&mut s, &[0x3f, 0xe1, 0xff, 0x3f, 0x82]);
+        assert!(!s.is_known());
+        assert_eq!(o.decoded, 1);
     }
 
     #[test]
