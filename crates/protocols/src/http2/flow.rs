@@ -311,9 +311,13 @@ impl Http2Flow {
     fn finish_block(&mut self, d: usize, blk: Block, end: u64, out: &mut Vec<Message>) {
         let mut sum = Summary::default();
         let max = self.max_field;
-        self.dirs[d]
+        let outcome = self.dirs[d]
             .hpack
             .decode(&blk.buf, &mut |n, v| sum.observe(n, v, max));
+        if outcome.truncated {
+            // Not HPACK (a corrupted block, or a false frame boundary after a gap): use none of it.
+            return;
+        }
         let id = blk.stream_id;
         if let Some(promised) = blk.promised {
             if d == SERVER && promised != 0 && promised % 2 == 0 && self.find(promised).is_none() {

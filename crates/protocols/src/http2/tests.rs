@@ -721,3 +721,37 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn settings_header_table_size_allows_larger_tables() {
+    // The client encodes with a dynamic table size update to 8192 (0x3f 0xe1 0x3f), then adds a literal
+    // `:authority` with incremental indexing (static name 1), and reuses it (index 62) on the next stream.
+    let block1: &[u8] = &[0x3f, 0xe1, 0x3f, 0x82, 0x86, 0x84, 0x41, 0x01, b'h'];
+    let block2: &[u8] = &[0x82, 0x86, 0x84, 0xbe];
+    for (server_allows, want_domain) in [(true, Some("h")), (false, None)] {
+        let (mut c, _) = conn_start();
+        // The server's SETTINGS: SETTINGS_HEADER_TABLE_SIZE = 8192, or nothing.
+        let mut s = if server_allows {
+            frame(4, 0, 0, &[0, 1, 0, 0, 0x20, 0])
+        } else {
+            frame(4, 0, 0, &[])
+        };
+        c.extend(frame(1, 0x5, 1, block1));
+        c.extend(frame(1, 0x5, 3, block2));
+        let settings_len = s.len();
+        s.extend(frame(1, 0x5, 1, &[0x88]));
+        s.extend(frame(1, 0x5, 3, &[0x88]));
+        let f = key(40000, 8080);
+        let v = vec![
+            chunk(9, f, Direction::ClientToServer, 10, 0, &c[..PREFACE.len()]),
+            chunk(9, f, Direction::ServerToClient, 15, 0, &s[..settings_len]),
+            chunk(9, f, Direction::ClientToServer, 20, 0, &c[PREFACE.len()..]),
+            chunk(9, f, Direction::ServerToClient, 25, 0, &s[settings_len..]),
+        ];
+        let (logs, _) = run(&v);
+        let l3 = logs.iter().find(|l| l.request_id == Some(3)).unwrap();
+        // Without the SETTINGS the size update is invalid: the table is unknown and index 62 is not guessed.
+        assert_eq!(l3.request_domain.as_deref(), want_domain);
+        assert_eq!(l3.request_type.as_deref(), Some("GET"));
+    }
+}
