@@ -1,0 +1,191 @@
+//! `fathom-agent`: the reference agent binary (argument parsing and wiring; the pipeline is in the library).
+
+use clap::{Parser, ValueEnum};
+use fathom_agent::{run_pcap, DamagedCapture, Output, RunOptions, Summary};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum JsonKind {
+    Logs,
+    Metrics,
+    Traces,
+    Flows,
+}
+
+/// Fathom reference agent: capture -> parse -> print.
+#[derive(Debug, Parser)]
+#[command(name = "fathom-agent", version, about)]
+struct Cli {
+    /// Read packets from a pcap/pcapng file (plain or gzip).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["iface", "ebpf"])]
+    pcap: Option<PathBuf>,
+    /// Print JSON lines of this kind on stdout instead of the summary.
+    #[arg(long, value_name = "KIND")]
+    json: Option<JsonKind>,
+    /// Custom tags file.
+    #[arg(long, value_name = "FILE")]
+    tags: Option<PathBuf>,
+    /// WASM protocol plugin (repeatable).
+    #[arg(long, value_name = "FILE.wasm")]
+    plugin: Vec<PathBuf>,
+    /// Capture live on this interface (AF_PACKET).
+    #[arg(long, value_name = "IFACE", conflicts_with = "ebpf")]
+    iface: Option<String>,
+    /// Capture socket data with eBPF.
+    #[arg(long)]
+    ebpf: bool,
+    /// Ship to a fathom-server.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, value_name = "ADDR")]
+    prometheus: Option<String>,
+    /// Export OTLP to this endpoint.
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
+    /// Stop a live capture after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
+}
+
+fn unsupported(what: &str) -> ExitCode {
+    eprintln!("fathom-agent: error: {what} is not supported yet");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    if cli.iface.is_some() {
+        return unsupported("--iface (live AF_PACKET capture)");
+    }
+    if cli.ebpf {
+        return unsupported("--ebpf");
+    }
+    for (set, name) in [
+        (cli.tags.is_some(), "--tags"),
+        (!cli.plugin.is_empty(), "--plugin"),
+        (cli.server.is_some(), "--server"),
+        (cli.prometheus.is_some(), "--prometheus"),
+        (cli.otlp.is_some(), "--otlp"),
+        (cli.duration.is_some(), "--duration"),
+    ] {
+        if set {
+            return unsupported(name);
+        }
+    }
+    match cli.json {
+        Some(JsonKind::Metrics) => return unsupported("--json metrics"),
+        Some(JsonKind::Traces) => return unsupported("--json traces"),
+        _ => {}
+    }
+    let Some(pcap) = cli.pcap else {
+        eprintln!("fathom-agent: error: one of --pcap FILE, --iface IFACE or --ebpf is required");
+        return ExitCode::from(2);
+    };
+    run_file(&pcap, cli.json)
+}
+
+fn progress_bar(path: &std::path::Path) -> Option<(indicatif::ProgressBar, Arc<AtomicU64>)> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if !std::io::stderr().is_terminal() || len < 64 << 20 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some((bar, Arc::new(AtomicU64::new(0))))
+}
+
+fn run_file(path: &std::path::Path, json: Option<JsonKind>) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut summary = Summary::default();
+    let mut write_err: Option<std::io::Error> = None;
+    let bar = progress_bar(path);
+    let options = RunOptions {
+        progress: bar.as_ref().map(|(_, p)| p.clone()),
+        ..RunOptions::default()
+    };
+    let mut n = 0u64;
+    let result = run_pcap(path, &options, |o| {
+        if write_err.is_some() {
+            return;
+        }
+        let r = match (&o, json) {
+            (Output::Log(l), Some(JsonKind::Logs)) => serde_json::to_writer(&mut w, l)
+                .map_err(std::io::Error::from)
+                .and_then(|_| w.write_all(b"\n")),
+            (Output::Flow(f), Some(JsonKind::Flows)) => serde_json::to_writer(&mut w, f)
+                .map_err(std::io::Error::from)
+                .and_then(|_| w.write_all(b"\n")),
+            (_, None) => {
+                summary.add(&o);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            write_err = Some(e);
+        }
+        n += 1;
+        if n.is_multiple_of(4096) {
+            if let Some((bar, pos)) = &bar {
+                bar.set_position(pos.load(Ordering::Relaxed));
+            }
+        }
+    });
+    if let Some((bar, _)) = &bar {
+        bar.finish_and_clear();
+    }
+    let (stats, failure) = match result {
+        Ok(stats) => (Some(stats), None),
+        Err(e) => match e.downcast::<DamagedCapture>() {
+            Ok(d) => (Some(*d.stats.clone()), Some(format!("{}", d.error))),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        },
+    };
+    if json.is_none() {
+        if let Some(stats) = &stats {
+            let _ = w.write_all(summary.render(stats).as_bytes());
+        }
+    }
+    if let Err(e) = w.flush() {
+        write_err.get_or_insert(e);
+    }
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::error!(error = %e, "Writing output failed.");
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(stats) = &stats {
+        tracing::info!(
+            packets = stats.capture.packets,
+            flows = stats.flows,
+            logs = stats.logs,
+            "Capture done."
+        );
+    }
+    match failure {
+        None => ExitCode::SUCCESS,
+        Some(msg) => {
+            eprintln!("fathom-agent: error: {}: {msg}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
