@@ -63,6 +63,8 @@ pub mod tracectx;
 
 #[cfg(feature = "proto-http1")]
 pub mod http1;
+#[cfg(feature = "proto-http2")]
+pub mod http2;
 
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};

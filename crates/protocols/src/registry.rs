@@ -28,5 +28,7 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::mqtt::MqttParser));
     #[cfg(feature = "proto-http1")]
     parsers.push(Arc::new(crate::http1::Http1Parser::default()));
+    #[cfg(feature = "proto-http2")]
+    parsers.push(Arc::new(crate::http2::Http2Parser));
     parsers
 }
