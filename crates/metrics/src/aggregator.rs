@@ -280,13 +280,13 @@ impl Aggregator {
     pub fn snapshot(&self) -> Snapshot {
         let mut red: Vec<RedSeries> = self
             .red
-            .slots()
-            .filter(|s| s.totals.request > 0)
-            .map(|s| RedSeries {
-                l7_protocol: s.key.protocol.as_str().to_string(),
-                server: s.key.server.render(),
-                endpoint: s.key.endpoint.as_deref().map(str::to_string),
-                totals: s.totals.clone(),
+            .series()
+            .filter(|(_, t)| t.request > 0)
+            .map(|(k, t)| RedSeries {
+                l7_protocol: k.protocol.as_str().to_string(),
+                server: k.render_server(),
+                endpoint: k.endpoint().map(str::to_string),
+                totals: t.clone(),
             })
             .collect();
         red.sort_by(|a, b| {
@@ -294,12 +294,12 @@ impl Aggregator {
         });
         let mut l4: Vec<L4Series> = self
             .l4
-            .slots()
-            .filter(|s| s.totals.counts.flow > 0)
-            .map(|s| L4Series {
-                l4_protocol: s.key.l4,
-                server: L4Key::render_server(&s.key),
-                totals: s.totals.clone(),
+            .series()
+            .filter(|(_, t)| t.counts.flow > 0)
+            .map(|(k, t)| L4Series {
+                l4_protocol: k.l4,
+                server: L4Key::render_server(k),
+                totals: t.clone(),
             })
             .collect();
         l4.sort_by(|a, b| (a.l4_protocol, &a.server).cmp(&(b.l4_protocol, &b.server)));

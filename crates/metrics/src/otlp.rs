@@ -54,6 +54,9 @@ fn kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// A summary data point: attributes, count, sum (µs), last-minute p50/p90/p99/max (µs).
+type SummaryPoint = (Vec<KeyValue>, u64, u64, Option<[u64; 4]>);
+
 struct Builder {
     start_ns: u64,
     time_ns: u64,
@@ -87,12 +90,7 @@ impl Builder {
         });
     }
 
-    fn summary(
-        &mut self,
-        name: &str,
-        help: &str,
-        points: Vec<(Vec<KeyValue>, u64, u64, Option<[u64; 4]>)>,
-    ) {
+    fn summary(&mut self, name: &str, help: &str, points: Vec<SummaryPoint>) {
         let data_points = points
             .into_iter()
             .map(|(attributes, count, sum_us, q)| SummaryDataPoint {

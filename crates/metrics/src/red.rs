@@ -4,6 +4,7 @@ use crate::sketch::LatencySketch;
 use crate::table::{Cell, SeriesKey};
 use fathom_model::{L7Protocol, RequestLog, ResponseStatus};
 use serde::{Deserialize, Serialize};
+use std::hash::{Hash, Hasher};
 
 /// The name used for the server and endpoint of overflow series.
 pub const OVERFLOW: &str = "__overflow__";
@@ -45,58 +46,99 @@ pub struct MetricRow {
     pub byte_response: u64,
 }
 
-/// The server part of a key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Server {
-    Addr { ip: Box<str>, port: u16 },
-    Tag(Box<str>),
-    Overflow,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ServerRef<'a> {
     Addr { ip: &'a str, port: u16 },
     Tag(&'a str),
     Overflow,
 }
 
-impl Server {
-    fn as_server_ref(&self) -> ServerRef<'_> {
-        match self {
-            Server::Addr { ip, port } => ServerRef::Addr { ip, port: *port },
-            Server::Tag(t) => ServerRef::Tag(t),
-            Server::Overflow => ServerRef::Overflow,
-        }
-    }
+const KIND_ADDR: u8 = 0;
+const KIND_TAG: u8 = 1;
+const KIND_OVERFLOW: u8 = 2;
 
-    /// `ip:port`, `[v6]:port`, the tag value or `__overflow__`.
-    pub(crate) fn render(&self) -> String {
-        match self {
-            Server::Addr { ip, port } if ip.contains(':') => format!("[{ip}]:{port}"),
-            Server::Addr { ip, port } => format!("{ip}:{port}"),
-            Server::Tag(t) => t.to_string(),
-            Server::Overflow => OVERFLOW.to_string(),
-        }
-    }
-}
-
-/// A RED series key.
+/// A RED series key. The server text (ip or tag value) and the endpoint share one allocation, so a lookup
+/// touches one heap line to compare strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RedKey {
     pub(crate) protocol: L7Protocol,
-    pub(crate) server: Server,
-    pub(crate) endpoint: Option<Box<str>>,
+    kind: u8,
+    has_endpoint: bool,
+    port: u16,
+    /// Length of the server text at the start of `text`.
+    server_len: u32,
+    /// Server text then endpoint text.
+    text: Box<str>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+impl RedKey {
+    fn server_text(&self) -> &str {
+        self.text.get(..self.server_len as usize).unwrap_or("")
+    }
+
+    /// The endpoint, if any.
+    pub(crate) fn endpoint(&self) -> Option<&str> {
+        self.has_endpoint
+            .then(|| self.text.get(self.server_len as usize..).unwrap_or(""))
+    }
+
+    /// `ip:port`, `[v6]:port`, the tag value or `__overflow__`.
+    pub(crate) fn render_server(&self) -> String {
+        let t = self.server_text();
+        match self.kind {
+            KIND_ADDR if t.contains(':') => format!("[{t}]:{}", self.port),
+            KIND_ADDR => format!("{t}:{}", self.port),
+            KIND_TAG => t.to_string(),
+            _ => OVERFLOW.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RedKeyRef<'a> {
     pub(crate) protocol: &'a L7Protocol,
     pub(crate) server: ServerRef<'a>,
     pub(crate) endpoint: Option<&'a str>,
 }
 
+impl RedKeyRef<'_> {
+    fn parts(&self) -> (u8, u16, &str) {
+        match self.server {
+            ServerRef::Addr { ip, port } => (KIND_ADDR, port, ip),
+            ServerRef::Tag(t) => (KIND_TAG, 0, t),
+            ServerRef::Overflow => (KIND_OVERFLOW, 0, ""),
+        }
+    }
+}
+
+impl Hash for RedKeyRef<'_> {
+    /// Few hasher calls: the protocol, the strings, then one word of the small fields. (Strings are not
+    /// length-delimited: equality, not the hash, decides identity.)
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (kind, port, text) = self.parts();
+        if let L7Protocol::Custom(name) = self.protocol {
+            h.write(name.as_bytes());
+        }
+        h.write(text.as_bytes());
+        if let Some(e) = self.endpoint {
+            h.write(e.as_bytes());
+        }
+        let proto = L7Protocol::BUILTIN
+            .iter()
+            .position(|p| p == self.protocol)
+            .unwrap_or(L7Protocol::BUILTIN.len());
+        h.write_u64(
+            (proto as u64) << 32
+                | u64::from(kind) << 24
+                | u64::from(self.endpoint.is_some()) << 16
+                | u64::from(port),
+        );
+    }
+}
+
 impl<'a> RedKeyRef<'a> {
     /// The key of `log`: the server is `tags[service_tag]` when configured and present, else `ip_dst:port_dst`.
+    #[inline]
     pub(crate) fn of(log: &'a RequestLog, service_tag: Option<&str>) -> RedKeyRef<'a> {
         let server = match service_tag.and_then(|k| log.tags.get(k)) {
             Some(v) => ServerRef::Tag(v),
@@ -117,42 +159,61 @@ impl SeriesKey for RedKey {
     type Ref<'a> = RedKeyRef<'a>;
 
     fn as_key_ref(&self) -> RedKeyRef<'_> {
+        let t = self.server_text();
         RedKeyRef {
             protocol: &self.protocol,
-            server: self.server.as_server_ref(),
-            endpoint: self.endpoint.as_deref(),
+            server: match self.kind {
+                KIND_ADDR => ServerRef::Addr {
+                    ip: t,
+                    port: self.port,
+                },
+                KIND_TAG => ServerRef::Tag(t),
+                _ => ServerRef::Overflow,
+            },
+            endpoint: self.endpoint(),
         }
     }
 
     fn from_ref(r: RedKeyRef<'_>) -> RedKey {
+        let (kind, port, server) = r.parts();
+        let endpoint = r.endpoint.unwrap_or("");
+        let mut text = String::with_capacity(server.len() + endpoint.len());
+        text.push_str(server);
+        text.push_str(endpoint);
         RedKey {
             protocol: r.protocol.clone(),
-            server: match r.server {
-                ServerRef::Addr { ip, port } => Server::Addr {
-                    ip: ip.into(),
-                    port,
-                },
-                ServerRef::Tag(t) => Server::Tag(t.into()),
-                ServerRef::Overflow => Server::Overflow,
-            },
-            endpoint: r.endpoint.map(Into::into),
+            kind,
+            has_endpoint: r.endpoint.is_some(),
+            port,
+            server_len: u32::try_from(server.len()).unwrap_or(u32::MAX),
+            text: text.into_boxed_str(),
         }
     }
 
     fn overflow_of(r: RedKeyRef<'_>) -> RedKey {
-        RedKey {
-            protocol: r.protocol.clone(),
-            server: Server::Overflow,
-            endpoint: Some(OVERFLOW.into()),
-        }
+        RedKey::from_ref(RedKeyRef {
+            protocol: r.protocol,
+            server: ServerRef::Overflow,
+            endpoint: Some(OVERFLOW),
+        })
     }
 
-    fn matches(&self, r: Self::Ref<'_>) -> bool {
-        self.as_key_ref() == r
+    #[inline]
+    fn matches(&self, r: RedKeyRef<'_>) -> bool {
+        let (kind, port, server) = r.parts();
+        let endpoint = r.endpoint.unwrap_or("");
+        self.kind == kind
+            && self.port == port
+            && self.has_endpoint == r.endpoint.is_some()
+            && self.server_len as usize == server.len()
+            && self.text.len() == server.len() + endpoint.len()
+            && self.protocol == *r.protocol
+            && self.text.as_bytes().starts_with(server.as_bytes())
+            && self.text.as_bytes().ends_with(endpoint.as_bytes())
     }
 
     fn is_overflow(&self) -> bool {
-        self.server == Server::Overflow
+        self.kind == KIND_OVERFLOW
     }
 }
 
@@ -259,8 +320,8 @@ impl Cell for RedCell {
             window_start_us,
             window_s,
             l7_protocol: key.protocol.as_str().to_string(),
-            server: key.server.render(),
-            endpoint: key.endpoint.as_deref().map(str::to_string),
+            server: key.render_server(),
+            endpoint: key.endpoint().map(str::to_string),
             request: self.request,
             error_client: self.error_client,
             error_server: self.error_server,

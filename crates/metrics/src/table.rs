@@ -54,15 +54,20 @@ pub(crate) trait Cell: Sized {
     fn close_minute(&self, totals: &mut Self::Totals);
 }
 
+/// What the hot path touches: the key, the open 1 s cell.
 pub(crate) struct Slot<C: Cell> {
     pub(crate) key: C::Key,
     hash: u64,
     sec_start: u64,
+    last_us: u64,
     sec: C,
+}
+
+/// What only window closing touches: the 1 min cell and the totals (kept apart so the hot slab stays small).
+pub(crate) struct Cold<C: Cell> {
     min_start: u64,
     min: C,
     pub(crate) totals: C::Totals,
-    last_us: u64,
 }
 
 /// Counters of one table.
@@ -78,6 +83,8 @@ pub(crate) struct Table<C: Cell> {
     hasher: DefaultHashBuilder,
     index: HashTable<u32>,
     slots: Vec<Option<Slot<C>>>,
+    /// Parallel to `slots`.
+    cold: Vec<Cold<C>>,
     free: Vec<u32>,
     /// Live series, overflow series excluded.
     live: usize,
@@ -93,6 +100,7 @@ impl<C: Cell> Table<C> {
             hasher: DefaultHashBuilder::default(),
             index: HashTable::new(),
             slots: Vec::new(),
+            cold: Vec::new(),
             free: Vec::new(),
             live: 0,
             cap,
@@ -107,9 +115,12 @@ impl<C: Cell> Table<C> {
         self.live
     }
 
-    /// Every slot in use.
-    pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot<C>> {
-        self.slots.iter().flatten()
+    /// Every series: its key and totals.
+    pub(crate) fn series(&self) -> impl Iterator<Item = (&C::Key, &C::Totals)> {
+        self.slots
+            .iter()
+            .zip(&self.cold)
+            .filter_map(|(s, c)| s.as_ref().map(|s| (&s.key, &c.totals)))
     }
 
     fn find(&self, hash: u64, key: <C::Key as SeriesKey>::Ref<'_>) -> Option<u32> {
@@ -133,21 +144,27 @@ impl<C: Cell> Table<C> {
             key,
             hash,
             sec_start: 0,
+            last_us: 0,
             sec: C::empty(self.scale),
+        };
+        let cold = Cold {
             min_start: 0,
             min: C::empty(self.scale),
             totals: C::Totals::default(),
-            last_us: 0,
         };
         let id = match self.free.pop() {
             Some(id) => {
                 if let Some(s) = self.slots.get_mut(id as usize) {
                     *s = Some(slot);
                 }
+                if let Some(c) = self.cold.get_mut(id as usize) {
+                    *c = cold;
+                }
                 id
             }
             None => {
                 self.slots.push(Some(slot));
+                self.cold.push(cold);
                 (self.slots.len() - 1) as u32
             }
         };
@@ -189,8 +206,8 @@ impl<C: Cell> Table<C> {
         closed_until: u64,
         update: impl FnOnce(&mut C),
     ) {
-        let id = self.slot_id(key);
-        let Some(Some(slot)) = self.slots.get_mut(id as usize) else {
+        let id = self.slot_id(key) as usize;
+        let (Some(Some(slot)), Some(cold)) = (self.slots.get_mut(id), self.cold.get_mut(id)) else {
             return;
         };
         let mut bucket = t_us.max(closed_until);
@@ -202,7 +219,7 @@ impl<C: Cell> Table<C> {
             slot.sec_start = bucket;
         } else if bucket > slot.sec_start {
             // This series moved on to a later second: its open second is complete.
-            roll_second(slot, &mut self.pending);
+            roll_second(slot, cold, &mut self.pending);
             slot.sec_start = bucket;
         } else if bucket < slot.sec_start {
             // Older than this series' open second (out of order): count it in the open second.
@@ -215,13 +232,13 @@ impl<C: Cell> Table<C> {
     /// Close the windows that end at or before `until_us` (1 s windows) and `until_us` (1 min windows), and
     /// evict series idle since before `evict_before_us`.
     pub(crate) fn close(&mut self, until_us: u64, evict_before_us: u64) {
-        for maybe in self.slots.iter_mut() {
+        for (maybe, cold) in self.slots.iter_mut().zip(self.cold.iter_mut()) {
             let Some(slot) = maybe else { continue };
             if !slot.sec.is_empty() && slot.sec_start + SEC_US <= until_us {
-                roll_second(slot, &mut self.pending);
+                roll_second(slot, cold, &mut self.pending);
             }
-            if !slot.min.is_empty() && slot.min_start + MIN_US <= until_us {
-                close_minute(slot, &mut self.pending);
+            if !cold.min.is_empty() && cold.min_start + MIN_US <= until_us {
+                close_minute(&slot.key, cold, &mut self.pending);
             }
         }
         self.evict(evict_before_us);
@@ -229,21 +246,23 @@ impl<C: Cell> Table<C> {
 
     /// Close every window now.
     pub(crate) fn flush(&mut self) {
-        for slot in self.slots.iter_mut().flatten() {
+        for (maybe, cold) in self.slots.iter_mut().zip(self.cold.iter_mut()) {
+            let Some(slot) = maybe else { continue };
             if !slot.sec.is_empty() {
-                roll_second(slot, &mut self.pending);
+                roll_second(slot, cold, &mut self.pending);
             }
-            if !slot.min.is_empty() {
-                close_minute(slot, &mut self.pending);
+            if !cold.min.is_empty() {
+                close_minute(&slot.key, cold, &mut self.pending);
             }
         }
     }
 
     fn evict(&mut self, before_us: u64) {
-        for (id, maybe) in self.slots.iter_mut().enumerate() {
+        let scale = self.scale;
+        for (id, (maybe, cold)) in self.slots.iter_mut().zip(&mut self.cold).enumerate() {
             let idle = maybe
                 .as_ref()
-                .is_some_and(|s| s.sec.is_empty() && s.min.is_empty() && s.last_us < before_us);
+                .is_some_and(|s| s.sec.is_empty() && cold.min.is_empty() && s.last_us < before_us);
             if !idle {
                 continue;
             }
@@ -255,6 +274,12 @@ impl<C: Cell> Table<C> {
             if !slot.key.is_overflow() {
                 self.live -= 1;
             }
+            // Free the cold cell's memory too.
+            *cold = Cold {
+                min_start: 0,
+                min: C::empty(scale),
+                totals: C::Totals::default(),
+            };
             self.free.push(id);
             self.stats.series_evicted += 1;
         }
@@ -263,22 +288,22 @@ impl<C: Cell> Table<C> {
 
 /// Close `slot`'s 1 s cell: emit its row, fold it into the 1 min cell (closing that first if it belongs to an
 /// earlier minute) and into the totals.
-fn roll_second<C: Cell>(slot: &mut Slot<C>, out: &mut Vec<C::Row>) {
+fn roll_second<C: Cell>(slot: &mut Slot<C>, cold: &mut Cold<C>, out: &mut Vec<C::Row>) {
     let minute = slot.sec_start - slot.sec_start % MIN_US;
-    if !slot.min.is_empty() && slot.min_start != minute {
-        close_minute(slot, out);
+    if !cold.min.is_empty() && cold.min_start != minute {
+        close_minute(&slot.key, cold, out);
     }
-    if slot.min.is_empty() {
-        slot.min_start = minute;
+    if cold.min.is_empty() {
+        cold.min_start = minute;
     }
     out.push(slot.sec.to_row(&slot.key, slot.sec_start, 1));
-    slot.min.merge_from(&slot.sec);
-    slot.sec.add_second(&mut slot.totals);
+    cold.min.merge_from(&slot.sec);
+    slot.sec.add_second(&mut cold.totals);
     slot.sec.clear();
 }
 
-fn close_minute<C: Cell>(slot: &mut Slot<C>, out: &mut Vec<C::Row>) {
-    out.push(slot.min.to_row(&slot.key, slot.min_start, 60));
-    slot.min.close_minute(&mut slot.totals);
-    slot.min.clear();
+fn close_minute<C: Cell>(key: &C::Key, cold: &mut Cold<C>, out: &mut Vec<C::Row>) {
+    out.push(cold.min.to_row(key, cold.min_start, 60));
+    cold.min.close_minute(&mut cold.totals);
+    cold.min.clear();
 }
