@@ -11,6 +11,8 @@
 //!   live), `flush()` at the end, `snapshot()` for exporters.
 //! - [`LatencySketch`]: a DDSketch with base-2 exponential buckets; relative error ≤ 1.08 % at the default
 //!   scale; merging is exact (the merge of 1 s windows is the sketch of the 1 min window).
+//! - [`MetricsDriver`]: the aggregator plus its outputs (JSON rows on a writer, a [`prometheus::PrometheusServer`],
+//!   OTLP pushes) and the clock, for agents: `on_log`, `on_flow`, `tick` (live), `finish`.
 //! - Cardinality: past [`Config::max_series`] live series, new keys are counted in one `__overflow__` series
 //!   per protocol and in [`Stats::overflow_logs`].
 //!
@@ -48,6 +50,7 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
 mod aggregator;
+mod driver;
 mod l4;
 pub mod prometheus;
 mod red;
@@ -58,6 +61,7 @@ mod table;
 pub mod otlp;
 
 pub use aggregator::{Aggregator, Closed, Config, L4Series, RedSeries, Snapshot, Stats};
+pub use driver::{DriverError, DriverOptions, MetricsDriver};
 pub use l4::{L4Counts, L4Row, L4Totals};
 pub use red::{MetricRow, RedTotals, OVERFLOW};
 pub use sketch::LatencySketch;

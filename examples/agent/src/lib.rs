@@ -1,0 +1,381 @@
+//! # fathom-agent (library part)
+//!
+//! The reference agent's pipeline, callable from tests and other programs: a capture thread (pcap file →
+//! [`fathom_capture::FlowTable`] → [`StreamEvent`] batches) feeding, over a bounded crossbeam channel, the parse
+//! stage ([`fathom_protocols::Engine`]) which produces [`RequestLog`]s and completes [`FlowRecord`]s with the
+//! detected protocol. Memory is constant whatever the capture size: the channel holds at most
+//! [`CHANNEL_BATCHES`] batches of at most [`fathom_capture::PacketCapture::DEFAULT_BATCH_PACKETS`] packets' events.
+//!
+//! - [`logs_from_pcap`] / [`flows_from_pcap`]: whole-capture helpers returning vectors (for tests).
+//! - [`run_pcap`]: the streaming form used by the CLI: every log and flow goes to a callback as it is produced.
+//! - [`Summary`]: the human summary printed without `--json`.
+
+use anyhow::Context as _;
+use fathom_capture::{CaptureError, Config, Counters, EventSource, FileSource, PacketCapture};
+use fathom_model::{FlowRecord, RequestLog, ResponseStatus, StreamEvent};
+use fathom_protocols::{Engine, EngineStats, Limits};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Batches in flight between the capture thread and the parse stage.
+pub const CHANNEL_BATCHES: usize = 64;
+
+/// Counters of one pipeline run.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineStats {
+    /// Capture stage: packets, drops by reason, flows, reassembly anomalies.
+    pub capture: Counters,
+    /// Parse stage: detection, parse errors, gaps, pairing.
+    pub engine: EngineStats,
+    /// Flow records produced.
+    pub flows: u64,
+    /// Request logs produced.
+    pub logs: u64,
+    /// Bytes of capture input read.
+    pub input_bytes: u64,
+}
+
+/// A pipeline run that stopped at damaged input. Everything before the damage was delivered.
+#[derive(Debug)]
+pub struct DamagedCapture {
+    /// Counters up to the damage.
+    pub stats: Box<PipelineStats>,
+    /// What is wrong, with its byte offset.
+    pub error: CaptureError,
+}
+
+impl std::fmt::Display for DamagedCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)
+    }
+}
+
+impl std::error::Error for DamagedCapture {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// What the pipeline produces, in order.
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// A request log.
+    Log(&'a RequestLog),
+    /// A finished flow (with `l7_protocol` set when detected).
+    Flow(&'a FlowRecord),
+}
+
+/// Options of a pipeline run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Capture limits.
+    pub capture: Config,
+    /// Parser limits.
+    pub limits: Limits,
+    /// Shared counter of input bytes consumed, updated per batch (for a progress bar).
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+/// Run the pipeline on an opened event source, delivering every log and flow to `out`.
+///
+/// The source runs on its own thread; the engine runs on the caller's thread.
+///
+/// # Errors
+/// [`DamagedCapture`] when the source reports damaged input; `out` has seen everything before it.
+pub fn run_source<S>(
+    source: S,
+    options: &RunOptions,
+    mut out: impl FnMut(Output<'_>),
+) -> Result<PipelineStats, DamagedCapture>
+where
+    S: EventSource + Send + 'static,
+{
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<StreamEvent>>(CHANNEL_BATCHES);
+    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<StreamEvent>>(CHANNEL_BATCHES);
+    let progress = options.progress.clone();
+    let capture = std::thread::Builder::new()
+        .name("fathom-capture".into())
+        .spawn(move || {
+            let mut source = source;
+            let result = loop {
+                let mut batch = recycle_rx.try_recv().unwrap_or_default();
+                let r = source.next_events(&mut batch);
+                if let Some(p) = &progress {
+                    p.store(source.position(), Ordering::Relaxed);
+                }
+                match r {
+                    Ok(more) => {
+                        if !batch.is_empty() && tx.send(batch).is_err() {
+                            break Ok(());
+                        }
+                        if !more {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            (source.counters().clone(), source.position(), result)
+        })
+        .expect("spawning the capture thread");
+    let mut engine = Engine::new(fathom_protocols::builtin_parsers(), options.limits.clone());
+    let mut stats = PipelineStats::default();
+    let mut logs = Vec::new();
+    for mut batch in rx {
+        for ev in batch.drain(..) {
+            match ev {
+                StreamEvent::Chunk(c) => engine.on_chunk(&c, &mut logs),
+                StreamEvent::FlowEnd(end) => {
+                    let proto = engine.on_flow_end(&end, &mut logs);
+                    for l in logs.drain(..) {
+                        stats.logs += 1;
+                        out(Output::Log(&l));
+                    }
+                    let mut rec = end.record;
+                    rec.l7_protocol = proto.map(|p| p.as_str().to_string());
+                    stats.flows += 1;
+                    out(Output::Flow(&rec));
+                }
+            }
+            for l in logs.drain(..) {
+                stats.logs += 1;
+                out(Output::Log(&l));
+            }
+        }
+        let _ = recycle_tx.try_send(batch);
+    }
+    engine.finish(&mut logs);
+    for l in logs.drain(..) {
+        stats.logs += 1;
+        out(Output::Log(&l));
+    }
+    let (counters, position, result) = match capture.join() {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    stats.capture = counters;
+    stats.engine = engine.stats().clone();
+    stats.input_bytes = position;
+    match result {
+        Ok(()) => Ok(stats),
+        Err(error) => Err(DamagedCapture {
+            stats: Box::new(stats),
+            error,
+        }),
+    }
+}
+
+/// Run the pipeline on a pcap/pcapng file (plain or gzip), delivering every log and flow to `out` as produced.
+///
+/// # Errors
+/// When the file cannot be opened or is not a capture (`anyhow` error), or is damaged: the error then
+/// downcasts to [`DamagedCapture`], and `out` has seen everything before the damage.
+pub fn run_pcap(
+    path: &Path,
+    options: &RunOptions,
+    out: impl FnMut(Output<'_>),
+) -> anyhow::Result<PipelineStats> {
+    let source =
+        FileSource::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let capture = PacketCapture::new(source, options.capture.clone());
+    Ok(run_source(capture, options, out)?)
+}
+
+/// All request logs of a capture file, with the pipeline's counters.
+///
+/// Runs exactly the pipeline of `fathom-agent --pcap FILE --json logs` (default limits, built-in parsers);
+/// logs are in the order the agent prints them.
+///
+/// # Errors
+/// When the file cannot be read or is damaged (see [`run_pcap`]).
+pub fn logs_from_pcap(path: &Path) -> anyhow::Result<(Vec<RequestLog>, PipelineStats)> {
+    let mut logs = Vec::new();
+    let stats = run_pcap(path, &RunOptions::default(), |o| {
+        if let Output::Log(l) = o {
+            logs.push(l.clone());
+        }
+    })?;
+    Ok((logs, stats))
+}
+
+/// All flow records of a capture file (what `fathom-agent --pcap FILE --json flows` prints), in the order
+/// flows end.
+///
+/// # Errors
+/// When the file cannot be read or is damaged (see [`run_pcap`]).
+pub fn flows_from_pcap(path: &Path) -> anyhow::Result<Vec<FlowRecord>> {
+    let mut flows = Vec::new();
+    run_pcap(path, &RunOptions::default(), |o| {
+        if let Output::Flow(f) = o {
+            flows.push(f.clone());
+        }
+    })?;
+    Ok(flows)
+}
+
+/// Per-endpoint request counters of the human summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointSummary {
+    /// Requests (logs).
+    pub requests: u64,
+    /// Client errors.
+    pub client_errors: u64,
+    /// Server errors.
+    pub server_errors: u64,
+    /// Requests without a response.
+    pub timeouts: u64,
+    /// Sum of response durations (µs) of paired logs.
+    pub duration_sum_us: u64,
+    /// Paired logs with a duration.
+    pub durations: u64,
+    /// Longest response duration (µs).
+    pub duration_max_us: u64,
+}
+
+/// The human summary: flows per protocol and requests per protocol/server/endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Flows per detected protocol (`-` when none), split by transport.
+    pub flows: BTreeMap<(String, String), u64>,
+    /// Requests per (protocol, server `ip:port`, endpoint).
+    pub endpoints: BTreeMap<(String, String, String), EndpointSummary>,
+}
+
+/// Most endpoints kept in a [`Summary`]; further ones are folded into `(other)`.
+pub const MAX_SUMMARY_ENDPOINTS: usize = 10_000;
+
+impl Summary {
+    /// Count one pipeline output.
+    pub fn add(&mut self, o: &Output<'_>) {
+        match o {
+            Output::Flow(f) => {
+                let p = f.l7_protocol.clone().unwrap_or_else(|| "-".into());
+                *self
+                    .flows
+                    .entry((p, f.l4_protocol.as_str().to_string()))
+                    .or_default() += 1;
+            }
+            Output::Log(l) => {
+                let server = match l.ip_dst.parse::<std::net::IpAddr>() {
+                    Ok(std::net::IpAddr::V6(a)) => format!("[{a}]:{}", l.port_dst),
+                    _ => format!("{}:{}", l.ip_dst, l.port_dst),
+                };
+                let mut key = (
+                    l.l7_protocol.as_str().to_string(),
+                    server,
+                    l.endpoint.clone().unwrap_or_else(|| "-".into()),
+                );
+                if self.endpoints.len() >= MAX_SUMMARY_ENDPOINTS
+                    && !self.endpoints.contains_key(&key)
+                {
+                    key.2 = "(other)".into();
+                }
+                let e = self.endpoints.entry(key).or_default();
+                e.requests += 1;
+                match l.response_status {
+                    ResponseStatus::ClientError => e.client_errors += 1,
+                    ResponseStatus::ServerError => e.server_errors += 1,
+                    ResponseStatus::Timeout => e.timeouts += 1,
+                    _ => {}
+                }
+                if let Some(d) = l.response_duration_us {
+                    e.duration_sum_us += d;
+                    e.durations += 1;
+                    e.duration_max_us = e.duration_max_us.max(d);
+                }
+            }
+        }
+    }
+
+    /// Render the summary and the counters as text.
+    pub fn render(&self, stats: &PipelineStats) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let c = &stats.capture;
+        let _ = writeln!(
+            s,
+            "Capture: {} packets, {} bytes; {} flows; {} request logs",
+            c.packets, c.bytes, stats.flows, stats.logs
+        );
+        let _ = writeln!(s, "\nFlows per protocol:");
+        let _ = writeln!(s, "  {:<12} {:<4} {:>10}", "protocol", "l4", "flows");
+        for ((p, l4), n) in &self.flows {
+            let _ = writeln!(s, "  {p:<12} {l4:<4} {n:>10}");
+        }
+        let _ = writeln!(s, "\nRequests per endpoint:");
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<24} {:<40} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+            "protocol",
+            "server",
+            "endpoint",
+            "requests",
+            "4xx/cli",
+            "5xx/srv",
+            "timeout",
+            "avg_us",
+            "max_us"
+        );
+        for ((p, server, ep), e) in &self.endpoints {
+            let avg = e.duration_sum_us.checked_div(e.durations).unwrap_or(0);
+            let ep: String = ep.chars().take(40).collect();
+            let _ = writeln!(
+                s,
+                "  {p:<10} {server:<24} {ep:<40} {:>8} {:>8} {:>8} {:>8} {avg:>10} {:>10}",
+                e.requests, e.client_errors, e.server_errors, e.timeouts, e.duration_max_us
+            );
+        }
+        let _ = writeln!(s, "\nCapture counters:");
+        let _ = writeln!(
+            s,
+            "  tcp packets {}, udp packets {}, other IP {}, non-IP {}",
+            c.tcp_packets, c.udp_packets, c.other_ip_packets, c.non_ip_packets
+        );
+        let u = &c.undecodable;
+        let _ = writeln!(
+            s,
+            "  undecodable {} (link type {}, link header {}, ip header {}, tcp header {}, udp header {}, ipv6 fragment {})",
+            u.total(), u.link_type, u.link_header, u.ip_header, u.tcp_header, u.udp_header, u.ipv6_fragment
+        );
+        let f = &c.fragments;
+        let _ = writeln!(
+            s,
+            "  ipv4 fragments: received {}, reassembled {}, dropped timeout {}, cap {}, invalid {}",
+            f.received, f.reassembled, f.dropped_timeout, f.dropped_cap, f.dropped_invalid
+        );
+        let _ = writeln!(
+            s,
+            "  flows: created {}, evicted {}, timed out {}, open at end {}, port reused {}",
+            c.flows_created,
+            c.flows_evicted,
+            c.flows_timed_out,
+            c.flows_open_at_end,
+            c.flows_port_reused
+        );
+        let _ = writeln!(
+            s,
+            "  tcp: retransmissions {}, out of order {}, ooo overflows {}, lost bytes {}",
+            c.tcp_retransmissions, c.tcp_out_of_order, c.tcp_ooo_overflows, c.tcp_lost_bytes
+        );
+        let e = &stats.engine;
+        let _ = writeln!(s, "\nEngine counters:");
+        let _ = writeln!(
+            s,
+            "  flows detected {:?}, unknown {}, unsupported {}, reprobes {}",
+            e.flows_detected, e.flows_unknown, e.flows_unsupported, e.reprobes
+        );
+        let _ = writeln!(
+            s,
+            "  parse errors {:?}, bytes dropped {}, gaps {} ({} bytes), buffer overflows {}",
+            e.parse_errors, e.bytes_dropped, e.gaps, e.gap_bytes, e.buffer_overflows
+        );
+        let _ = writeln!(
+            s,
+            "  orphan responses {}, requests evicted {}, timed out {}, events {}",
+            e.orphan_responses, e.requests_evicted, e.requests_timed_out, e.events
+        );
+        s
+    }
+}

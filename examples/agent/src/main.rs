@@ -1,0 +1,254 @@
+//! `fathom-agent`: the reference agent binary (argument parsing and wiring; the pipeline is in the library).
+
+use clap::{Parser, ValueEnum};
+use fathom_agent::{run_pcap, DamagedCapture, Output, RunOptions, Summary};
+use fathom_metrics::{DriverOptions, MetricsDriver};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum JsonKind {
+    Logs,
+    Metrics,
+    Traces,
+    Flows,
+}
+
+/// Fathom reference agent: capture -> parse -> print.
+#[derive(Debug, Parser)]
+#[command(name = "fathom-agent", version, about)]
+struct Cli {
+    /// Read packets from a pcap/pcapng file (plain or gzip).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["iface", "ebpf"])]
+    pcap: Option<PathBuf>,
+    /// Print JSON lines of this kind on stdout instead of the summary.
+    #[arg(long, value_name = "KIND")]
+    json: Option<JsonKind>,
+    /// Custom tags file.
+    #[arg(long, value_name = "FILE")]
+    tags: Option<PathBuf>,
+    /// WASM protocol plugin (repeatable).
+    #[arg(long, value_name = "FILE.wasm")]
+    plugin: Vec<PathBuf>,
+    /// Capture live on this interface (AF_PACKET).
+    #[arg(long, value_name = "IFACE", conflicts_with = "ebpf")]
+    iface: Option<String>,
+    /// Capture socket data with eBPF.
+    #[arg(long)]
+    ebpf: bool,
+    /// Ship to a fathom-server.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Serve Prometheus metrics on this address (with --pcap: the totals at the end of the file, kept served
+    /// for --duration seconds).
+    #[arg(long, value_name = "ADDR")]
+    prometheus: Option<String>,
+    /// Push OTLP/HTTP metrics to this endpoint (`http://host:4318`; POST to /v1/metrics).
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
+    /// Stop a live capture after this many seconds (with --pcap --prometheus: keep serving this long at the end).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
+}
+
+fn unsupported(what: &str) -> ExitCode {
+    eprintln!("fathom-agent: error: {what} is not supported yet");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    if cli.iface.is_some() {
+        return unsupported("--iface (live AF_PACKET capture)");
+    }
+    if cli.ebpf {
+        return unsupported("--ebpf");
+    }
+    for (set, name) in [
+        (cli.tags.is_some(), "--tags"),
+        (!cli.plugin.is_empty(), "--plugin"),
+        (cli.server.is_some(), "--server"),
+        (
+            cli.duration.is_some() && cli.prometheus.is_none(),
+            "--duration",
+        ),
+    ] {
+        if set {
+            return unsupported(name);
+        }
+    }
+    if cli.json == Some(JsonKind::Traces) {
+        return unsupported("--json traces");
+    }
+    let Some(pcap) = cli.pcap.clone() else {
+        eprintln!("fathom-agent: error: one of --pcap FILE, --iface IFACE or --ebpf is required");
+        return ExitCode::from(2);
+    };
+    let mut metrics = match metrics_driver(&cli) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("fathom-agent: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run_file(&pcap, cli.json, metrics.as_mut());
+    if let (Some(addr), Some(secs)) = (&cli.prometheus, cli.duration) {
+        tracing::info!(%addr, secs, "Serving the final metrics.");
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
+    code
+}
+
+/// The metrics outputs asked for on the command line, if any.
+fn metrics_driver(cli: &Cli) -> Result<Option<MetricsDriver>, fathom_metrics::DriverError> {
+    let json_rows = cli.json == Some(JsonKind::Metrics);
+    if !json_rows && cli.prometheus.is_none() && cli.otlp.is_none() {
+        return Ok(None);
+    }
+    let options = DriverOptions {
+        json_rows,
+        prometheus: cli.prometheus.clone(),
+        otlp: cli.otlp.clone(),
+        clock_from_records: true,
+        ..DriverOptions::default()
+    };
+    MetricsDriver::new(fathom_metrics::Config::default(), options).map(Some)
+}
+
+fn progress_bar(path: &std::path::Path) -> Option<(indicatif::ProgressBar, Arc<AtomicU64>)> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if !std::io::stderr().is_terminal() || len < 64 << 20 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some((bar, Arc::new(AtomicU64::new(0))))
+}
+
+fn run_file(
+    path: &std::path::Path,
+    json: Option<JsonKind>,
+    mut metrics: Option<&mut MetricsDriver>,
+) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut summary = Summary::default();
+    let mut write_err: Option<std::io::Error> = None;
+    let bar = progress_bar(path);
+    let options = RunOptions {
+        progress: bar.as_ref().map(|(_, p)| p.clone()),
+        ..RunOptions::default()
+    };
+    let mut n = 0u64;
+    let result = run_pcap(path, &options, |o| {
+        if write_err.is_some() {
+            return;
+        }
+        if let Some(m) = metrics.as_deref_mut() {
+            let r = match &o {
+                Output::Log(l) => m.on_log(l, &mut w),
+                Output::Flow(f) => m.on_flow(f, &mut w),
+            };
+            if let Err(e) = r {
+                write_err = Some(e);
+                return;
+            }
+        }
+        let r = match (&o, json) {
+            (Output::Log(l), Some(JsonKind::Logs)) => serde_json::to_writer(&mut w, l)
+                .map_err(std::io::Error::from)
+                .and_then(|_| w.write_all(b"\n")),
+            (Output::Flow(f), Some(JsonKind::Flows)) => serde_json::to_writer(&mut w, f)
+                .map_err(std::io::Error::from)
+                .and_then(|_| w.write_all(b"\n")),
+            (_, None) => {
+                summary.add(&o);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            write_err = Some(e);
+        }
+        n += 1;
+        if n.is_multiple_of(4096) {
+            if let Some((bar, pos)) = &bar {
+                bar.set_position(pos.load(Ordering::Relaxed));
+            }
+        }
+    });
+    if let Some((bar, _)) = &bar {
+        bar.finish_and_clear();
+    }
+    let (stats, failure) = match result {
+        Ok(stats) => (Some(stats), None),
+        Err(e) => match e.downcast::<DamagedCapture>() {
+            Ok(d) => (Some(*d.stats.clone()), Some(format!("{}", d.error))),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        },
+    };
+    if let Some(m) = metrics {
+        if let Err(e) = m.finish(&mut w) {
+            write_err.get_or_insert(e);
+        }
+        report_metrics(m);
+    }
+    if json.is_none() {
+        if let Some(stats) = &stats {
+            let _ = w.write_all(summary.render(stats).as_bytes());
+        }
+    }
+    if let Err(e) = w.flush() {
+        write_err.get_or_insert(e);
+    }
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            tracing::error!(error = %e, "Writing output failed.");
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(stats) = &stats {
+        tracing::info!(
+            packets = stats.capture.packets,
+            flows = stats.flows,
+            logs = stats.logs,
+            "Capture done."
+        );
+    }
+    match failure {
+        None => ExitCode::SUCCESS,
+        Some(msg) => {
+            eprintln!("fathom-agent: error: {}: {msg}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn report_metrics(m: &MetricsDriver) {
+    let s = m.aggregator().stats();
+    tracing::info!(
+        series = s.series,
+        l4_series = s.l4_series,
+        overflow_logs = s.overflow_logs,
+        late_logs = s.late_logs,
+        "Metrics done."
+    );
+    if let (n @ 1.., Some(e)) = m.otlp_failures() {
+        tracing::warn!(failures = n, error = %e, "OTLP export failed.");
+    }
+}

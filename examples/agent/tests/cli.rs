@@ -1,0 +1,234 @@
+//! CLI tests of the built `fathom-agent` binary on the shared captures.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(name)
+}
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
+        .args(args)
+        .output()
+        .expect("agent runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fathom-agent-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+type Conv = BTreeMap<String, (u64, u64)>;
+
+/// Exact per-stream, per-sender frames and bytes from tshark fields.
+fn tshark_streams(path: &Path, l4: &str) -> Vec<Conv> {
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            path.to_str().unwrap(),
+            "-Y",
+            l4,
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            &format!("{l4}.stream"),
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            &format!("{l4}.srcport"),
+            "-e",
+            "frame.len",
+        ])
+        .output()
+        .expect("tshark runs");
+    let mut streams: BTreeMap<u64, Conv> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let p: Vec<&str> = line.split('|').collect();
+        if p.len() < 5 || p[0].is_empty() {
+            continue;
+        }
+        let stream: u64 = p[0].split(',').next().unwrap().parse().unwrap();
+        let ip = if p[1].is_empty() { p[2] } else { p[1] };
+        let e = streams
+            .entry(stream)
+            .or_default()
+            .entry(format!("{}|{}", ip.split(',').next_back().unwrap(), p[3]))
+            .or_default();
+        e.0 += 1;
+        e.1 += p[4].parse::<u64>().unwrap();
+    }
+    streams.into_values().collect()
+}
+
+fn agent_flows(stdout: &[u8]) -> Vec<(String, Conv)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            let mut c = Conv::new();
+            let n = |k: &str| v[k].as_u64().unwrap();
+            if n("packet_tx") > 0 {
+                c.insert(
+                    format!("{}|{}", v["ip_src"].as_str().unwrap(), v["port_src"]),
+                    (n("packet_tx"), n("byte_tx")),
+                );
+            }
+            if n("packet_rx") > 0 {
+                c.insert(
+                    format!("{}|{}", v["ip_dst"].as_str().unwrap(), v["port_dst"]),
+                    (n("packet_rx"), n("byte_rx")),
+                );
+            }
+            (v["l4_protocol"].as_str().unwrap().to_string(), c)
+        })
+        .collect()
+}
+
+#[test]
+fn json_flows_match_tshark_on_every_shared_capture() {
+    let mut pcaps: Vec<PathBuf> = std::fs::read_dir(data(""))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    pcaps.sort();
+    assert!(pcaps.len() >= 12);
+    let (mut total, mut ok) = (0, 0);
+    for pcap in &pcaps {
+        let out = agent(&["--pcap", pcap.to_str().unwrap(), "--json", "flows"]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            pcap.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ours = agent_flows(&out.stdout);
+        for l4 in ["tcp", "udp"] {
+            let mut got: HashMap<Conv, usize> = HashMap::new();
+            for (_, c) in ours.iter().filter(|(p, _)| p == l4) {
+                *got.entry(c.clone()).or_default() += 1;
+            }
+            for c in tshark_streams(pcap, l4) {
+                total += 1;
+                match got.get_mut(&c) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        ok += 1;
+                    }
+                    _ => eprintln!("{}: tshark flow {c:?} not in our output", pcap.display()),
+                }
+            }
+            assert!(
+                got.values().all(|&n| n == 0),
+                "{}: extra flows {got:?}",
+                pcap.display()
+            );
+        }
+    }
+    eprintln!("flows matching tshark: {ok}/{total}");
+    assert_eq!(ok, total);
+}
+
+#[test]
+fn json_output_is_only_json_lines() {
+    for kind in ["flows", "logs"] {
+        let out = agent(&[
+            "--pcap",
+            data("http1.pcap").to_str().unwrap(),
+            "--json",
+            kind,
+        ]);
+        assert!(out.status.success());
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            assert!(v.is_object());
+        }
+    }
+}
+
+#[test]
+fn cut_file_prints_earlier_flows_then_fails_with_offset() {
+    let bytes = std::fs::read(data("http1.pcap")).unwrap();
+    let cut = bytes.len() * 2 / 3;
+    let path = tmp("cut.pcap");
+    std::fs::write(&path, &bytes[..cut]).unwrap();
+    let out = agent(&["--pcap", path.to_str().unwrap(), "--json", "flows"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("offset"), "{stderr}");
+    // The offset named is the start of the cut record: a record boundary before the cut.
+    let offset: usize = stderr
+        .split("offset ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .expect("an offset in the message");
+    assert!(offset < cut && offset > 24, "{offset}");
+    let flows = agent_flows(&out.stdout);
+    assert!(!flows.is_empty());
+    let full = agent(&[
+        "--pcap",
+        data("http1.pcap").to_str().unwrap(),
+        "--json",
+        "flows",
+    ]);
+    assert!(flows.len() <= agent_flows(&full.stdout).len());
+    // Not a capture at all.
+    let junk = tmp("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture file").unwrap();
+    let out = agent(&["--pcap", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pcap"));
+}
+
+#[test]
+fn unsupported_options_exit_2() {
+    let pcap = data("http1.pcap");
+    let p = pcap.to_str().unwrap();
+    for args in [
+        vec!["--pcap", p, "--json", "metrics"],
+        vec!["--pcap", p, "--json", "traces"],
+        vec!["--pcap", p, "--tags", "tags.yaml"],
+        vec!["--pcap", p, "--plugin", "x.wasm"],
+        vec!["--iface", "lo"],
+        vec!["--ebpf"],
+        vec!["--iface", "lo", "--prometheus", "127.0.0.1:9100"],
+        vec!["--pcap", p, "--otlp", "http://x"],
+        vec!["--pcap", p, "--server", "http://x"],
+        vec!["--pcap", p, "--duration", "3"],
+        vec![],
+        vec!["--pcap", p, "--json", "bogus"],
+    ] {
+        let out = agent(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn summary_without_json() {
+    let out = agent(&["--pcap", data("dns.pcap").to_str().unwrap()]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("Flows per protocol"), "{s}");
+    assert!(s.contains("Capture counters"), "{s}");
+}
+
+#[test]
+fn library_helpers() {
+    let flows = fathom_agent::flows_from_pcap(&data("http1.pcap")).unwrap();
+    assert_eq!(flows.len(), 8);
+    let (logs, stats) = fathom_agent::logs_from_pcap(&data("http1.pcap")).unwrap();
+    assert_eq!(stats.flows, 8);
+    assert_eq!(stats.logs, logs.len() as u64);
+    assert_eq!(stats.capture.packets, 129);
+}
