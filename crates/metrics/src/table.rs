@@ -212,9 +212,7 @@ impl<C: Cell> Table<C> {
         };
         let mut bucket = t_us.max(closed_until);
         bucket -= bucket % SEC_US;
-        if t_us < closed_until {
-            self.stats.late_records += 1;
-        }
+        let mut late = t_us < closed_until;
         if slot.sec.is_empty() {
             slot.sec_start = bucket;
         } else if bucket > slot.sec_start {
@@ -223,8 +221,9 @@ impl<C: Cell> Table<C> {
             slot.sec_start = bucket;
         } else if bucket < slot.sec_start {
             // Older than this series' open second (out of order): count it in the open second.
-            self.stats.late_records += 1;
+            late = true;
         }
+        self.stats.late_records += u64::from(late);
         slot.last_us = slot.last_us.max(t_us);
         update(&mut slot.sec);
     }
@@ -272,7 +271,7 @@ impl<C: Cell> Table<C> {
                 entry.remove();
             }
             if !slot.key.is_overflow() {
-                self.live -= 1;
+                self.live = self.live.saturating_sub(1);
             }
             // Free the cold cell's memory too.
             *cold = Cold {
