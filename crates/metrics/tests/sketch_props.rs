@@ -117,3 +117,53 @@ proptest! {
         prop_assert_eq!(m.latency_max_us, secs.iter().filter_map(|r| r.latency_max_us).max());
     }
 }
+
+proptest! {
+    /// Whatever the order of records, the clock moves and the cap: every log is in exactly one 1 s row and
+    /// one 1 min row, and the error counts add up.
+    #[test]
+    fn no_log_is_lost_or_double_counted(
+        events in prop::collection::vec(
+            (0u64..180_000_000, 0u8..6, 0u8..4, prop::option::of(0u64..2_000_000), any::<bool>()),
+            1..400,
+        ),
+        cap in 1usize..6,
+        grace in prop_oneof![Just(0u64), Just(1_000_000u64), Just(5_000_000u64)],
+    ) {
+        let base = 1_800_000_000_000_000u64;
+        let mut agg = Aggregator::new(Config { max_series: cap, grace_us: grace, idle_evict_us: 30_000_000, ..Config::default() });
+        let mut rows = Vec::new();
+        let mut clock = 0;
+        let (mut n, mut errors) = (0u64, 0u64);
+        for (t, ep, st, d, tick) in &events {
+            let mut log = RequestLog::new(L7Protocol::Redis);
+            log.ip_dst = "10.0.0.9".into();
+            log.port_dst = 6379;
+            log.endpoint = Some(format!("CMD{ep}"));
+            log.end_time_us = base + t;
+            log.response_duration_us = *d;
+            log.response_status = [ResponseStatus::Ok, ResponseStatus::ClientError,
+                ResponseStatus::ServerError, ResponseStatus::Timeout][*st as usize];
+            errors += u64::from(*st > 0);
+            agg.observe_log(&log);
+            n += 1;
+            if *tick {
+                clock = clock.max(base + t);
+                rows.extend(agg.advance(clock).rows);
+            }
+        }
+        rows.extend(agg.flush().rows);
+        for w in [1, 60] {
+            let ws: Vec<_> = rows.iter().filter(|r| r.window_s == w).collect();
+            prop_assert_eq!(ws.iter().map(|r| r.request).sum::<u64>(), n);
+            prop_assert_eq!(ws.iter().map(|r| r.error_client + r.error_server + r.timeout).sum::<u64>(), errors);
+            // One row per series per window.
+            let mut keys: Vec<_> = ws.iter().map(|r| (r.window_start_us, &r.server, &r.endpoint)).collect();
+            let len = keys.len();
+            keys.sort();
+            keys.dedup();
+            prop_assert_eq!(keys.len(), len);
+        }
+        prop_assert!(agg.stats().series <= cap);
+    }
+}

@@ -126,3 +126,124 @@ fn cli_rejects_a_bad_otlp_url() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("OTLP"));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every server with a flow in the capture, as the L4 series name it.
+fn flow_servers(pcap: &Path) -> std::collections::BTreeSet<String> {
+    fathom_agent::flows_from_pcap(pcap)
+        .unwrap()
+        .iter()
+        .map(|f| match f.ip_dst.contains(':') {
+            true => format!("[{}]:{}", f.ip_dst, f.port_dst),
+            false => format!("{}:{}", f.ip_dst, f.port_dst),
+        })
+        .collect()
+}
+
+#[test]
+fn cli_serves_prometheus_after_a_pcap() {
+    use std::io::{Read, Write};
+    let pcap = data("microservices.pcap");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
+        .args([
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--prometheus",
+            &addr,
+            "--duration",
+            "20",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+            continue;
+        };
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        // Published at the end of the file: the flow totals are there.
+        if body.contains("fathom_l4_packets_total") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let servers: std::collections::BTreeSet<String> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "fathom_l4_packets_total")
+        .filter_map(|s| s.labels.get("server").map(str::to_string))
+        .collect();
+    assert_eq!(servers, flow_servers(&pcap), "{body}");
+}
+
+#[test]
+fn cli_pushes_otlp() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crates/metrics/tests/otlp_receiver.py"
+    );
+    let out = std::env::temp_dir().join(format!("fathom-agent-otlp-{}.jsonl", std::process::id()));
+    let required = std::env::var_os("FATHOM_REQUIRE_OTLP").is_some();
+    let Ok(mut rx) = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(!required, "python3 not runnable");
+        return;
+    };
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(rx.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let Some(port) = line.strip_prefix("PORT ").map(|p| p.trim().to_string()) else {
+        let _ = rx.wait();
+        assert!(!required, "receiver did not start: {line}");
+        return;
+    };
+    let pcap = data("microservices.pcap");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
+        .args([
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--otlp",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let _ = rx.kill();
+    let _ = rx.wait();
+    assert!(status.success());
+    let got = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let servers: std::collections::BTreeSet<String> = got
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|p| p["metric"] == "fathom.l4.packets")
+        .filter_map(|p| p["attributes"]["server"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(servers, flow_servers(&pcap));
+}
