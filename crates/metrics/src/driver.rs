@@ -56,6 +56,8 @@ pub struct MetricsDriver {
     next_otlp_us: u64,
     otlp_failures: u64,
     last_otlp_error: Option<String>,
+    /// Wall-clock time of the last Prometheus publish (rendering is throttled to once per second).
+    last_publish: Option<std::time::Instant>,
 }
 
 impl MetricsDriver {
@@ -92,6 +94,7 @@ impl MetricsDriver {
             next_otlp_us: 0,
             otlp_failures: 0,
             last_otlp_error: None,
+            last_publish: None,
         })
     }
 
@@ -174,12 +177,19 @@ impl MetricsDriver {
             return Ok(());
         }
         let want_otlp = self.opts.otlp.is_some() && (last || self.clock_us >= self.next_otlp_us);
-        if self.prometheus.is_none() && !want_otlp {
+        // Replaying a file closes many windows per wall-clock second: render at most once per second.
+        let want_prometheus = self.prometheus.is_some()
+            && (last
+                || self
+                    .last_publish
+                    .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)));
+        if !want_prometheus && !want_otlp {
             return Ok(());
         }
         let snap = self.agg.snapshot();
-        if let Some(p) = &self.prometheus {
+        if let Some(p) = self.prometheus.as_ref().filter(|_| want_prometheus) {
             p.publish(&snap);
+            self.last_publish = Some(std::time::Instant::now());
         }
         if want_otlp {
             let interval = match self.opts.otlp_interval_us {
