@@ -80,72 +80,24 @@ pub struct Encoder {
     zstd_level: Option<i32>,
     body: Vec<u8>,
     col: Vec<u8>,
-    tag_cache: TagSetCache,
-}
-
-/// Most distinct tag sets remembered across batches (then the cache starts over).
-const MAX_CACHED_TAG_SETS: usize = 1 << 16;
-
-/// Tag sets seen before, by content hash, with their ids: a log whose tags equal a cached set costs one hash
-/// of its tag bytes and a comparison, instead of a dictionary lookup per key and per value.
-#[derive(Default)]
-struct TagSetCache {
-    by_hash: HashMap<u64, Vec<u32>>,
-    /// Per cached set: its strings (to verify a hash hit) and its (key, value) ids.
-    sets: Vec<(Vec<(String, String)>, Vec<(u32, u32)>)>,
-    hasher: hashbrown::DefaultHashBuilder,
-}
-
-impl TagSetCache {
-    fn index_of(&mut self, dict: &mut Dictionary, tags: &std::collections::BTreeMap<String, String>) -> u32 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = self.hasher.build_hasher();
-        for (k, v) in tags {
-            h.write(k.as_bytes());
-            h.write_u8(0xff);
-            h.write(v.as_bytes());
-            h.write_u8(0xfe);
-        }
-        let hash = h.finish();
-        if let Some(cands) = self.by_hash.get(&hash) {
-            for &i in cands {
-                let (strings, _) = &self.sets[i as usize];
-                if strings.len() == tags.len()
-                    && strings.iter().zip(tags).all(|((a, b), (k, v))| a == k && b == v)
-                {
-                    return i;
-                }
-            }
-        }
-        let ids = tags
-            .iter()
-            .map(|(k, v)| {
-                let key = dict.key_id(k);
-                (key.0, dict.value_id(key, v).0)
-            })
-            .collect();
-        let strings = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let i = self.sets.len() as u32;
-        self.sets.push((strings, ids));
-        self.by_hash.entry(hash).or_default().push(i);
-        i
-    }
-
-    /// Start over when full; only between batches, since a batch refers to cached sets by index.
-    fn trim(&mut self) {
-        if self.sets.len() >= MAX_CACHED_TAG_SETS {
-            self.by_hash.clear();
-            self.sets.clear();
-        }
-    }
-
-    fn ids(&self, i: u32) -> &[(u32, u32)] {
-        self.sets.get(i as usize).map_or(&[], |(_, ids)| ids)
-    }
 }
 
 /// Most unacknowledged batches remembered; older ones are forgotten (their entries will simply be re-sent).
 const MAX_IN_FLIGHT: usize = 1024;
+
+/// Most distinct tag keys in one batch.
+pub const MAX_TAG_KEYS: usize = 4096;
+
+/// One cached tag position: consecutive logs usually carry the same keys in the same (sorted) order, and often
+/// the same values, so a memcmp against the previous row replaces most dictionary lookups.
+#[derive(Default)]
+struct TagSlot<'a> {
+    key: &'a str,
+    key_id: u32,
+    column: usize,
+    value: &'a str,
+    value_id: u32,
+}
 
 impl Encoder {
     /// An encoder with an in-memory dictionary.
@@ -170,7 +122,6 @@ impl Encoder {
             zstd_level: None,
             body: Vec::new(),
             col: Vec::new(),
-            tag_cache: TagSetCache::default(),
         }
     }
 
@@ -191,7 +142,9 @@ impl Encoder {
             if *s > seq {
                 break;
             }
-            let Some((s, marks)) = self.in_flight.pop_front() else { break };
+            let Some((s, marks)) = self.in_flight.pop_front() else {
+                break;
+            };
             if s == seq {
                 merge_marks(&mut self.acked, &marks);
             }
@@ -217,18 +170,17 @@ impl Encoder {
             });
         }
         let n = logs.len();
-        self.tag_cache.trim();
         // 1. Dictionary ids for every low-cardinality field and tag. Consecutive rows repeat most fields, so each
-        //    column remembers its previous string and id (a memcmp instead of a hash lookup); whole tag sets are
-        //    cached by content hash across batches.
+        //    column (and each tag position) remembers its previous string and id: a memcmp instead of a hash.
         let dict = self.dict.get();
         let fk = Dictionary::field_key;
-        let mut dict_cols: Vec<Vec<u32>> = vec![Vec::with_capacity(n); 11];
-        let mut last: [(String, u32); 11] = Default::default();
-        let mut tag_sets: HashMap<u32, u32> = HashMap::new(); // cached set index -> batch set index
-        let mut tag_set_list: Vec<u32> = Vec::new(); // batch set index -> cached set index
-        let mut tag_idx: Vec<u32> = Vec::with_capacity(n);
-        for log in logs {
+        let mut dict_cols: Vec<Vec<u32>> = (0..11).map(|_| Vec::with_capacity(n)).collect();
+        let mut last: [(&str, u32); 11] = [("", 0); 11];
+        // Tags: one column of value ids per key present in the batch (0 = absent on that row).
+        let mut tag_cols: Vec<(u32, Vec<u32>)> = Vec::new();
+        let mut tag_col_of: HashMap<u32, usize> = HashMap::new();
+        let mut tag_slots: Vec<TagSlot<'_>> = Vec::new();
+        for (row, log) in logs.iter().enumerate() {
             let cols: [(usize, Option<&str>); 11] = [
                 (F_PROTO, Some(log.l7_protocol.as_str())),
                 (F_VERSION, log.version.as_deref()),
@@ -242,26 +194,43 @@ impl Encoder {
                 (F_TAP, Some(log.tap_side.as_str())),
                 (F_PROCESS, log.process_name.as_deref()),
             ];
-            for (c, ((field, value), (last_s, last_id))) in cols.into_iter().zip(last.iter_mut()).enumerate() {
+            for (c, ((field, value), (last_s, last_id))) in
+                cols.into_iter().zip(last.iter_mut()).enumerate()
+            {
                 let id = match value {
                     None => 0,
-                    Some(v) if *last_id != 0 && last_s == v => *last_id,
+                    Some(v) if *last_id != 0 && *last_s == v => *last_id,
                     Some(v) => {
                         let id = dict.value_id(fk(field), v).0;
-                        last_s.clear();
-                        last_s.push_str(v);
+                        *last_s = v;
                         *last_id = id;
                         id
                     }
                 };
                 dict_cols[c].push(id);
             }
-            let cached = self.tag_cache.index_of(dict, &log.tags);
-            let idx = *tag_sets.entry(cached).or_insert_with(|| {
-                tag_set_list.push(cached);
-                tag_set_list.len() as u32 - 1
-            });
-            tag_idx.push(idx);
+            for (pos, (k, v)) in log.tags.iter().enumerate() {
+                if tag_slots.len() <= pos {
+                    tag_slots.push(TagSlot::default());
+                }
+                let slot = &mut tag_slots[pos];
+                if slot.key_id == 0 || slot.key != k.as_str() {
+                    slot.key = k;
+                    slot.key_id = dict.key_id(k).0;
+                    slot.column = *tag_col_of.entry(slot.key_id).or_insert_with(|| {
+                        tag_cols.push((slot.key_id, Vec::with_capacity(n)));
+                        tag_cols.len() - 1
+                    });
+                    slot.value_id = 0;
+                }
+                if slot.value_id == 0 || slot.value != v.as_str() {
+                    slot.value_id = dict.value_id(TagKeyId(slot.key_id), v).0;
+                    slot.value = v;
+                }
+                let col = &mut tag_cols[slot.column].1;
+                col.resize(row, 0);
+                col.push(slot.value_id);
+            }
         }
         // 2. New entries must be durable before they leave.
         if let DictHandle::Persistent(p) = &mut self.dict {
@@ -305,14 +274,21 @@ impl Encoder {
         put_bytes(body, col);
         col.clear();
         for l in logs {
-            put_u64(col, zigzag((l.end_time_us as i64).wrapping_sub(l.start_time_us as i64)));
+            put_u64(
+                col,
+                zigzag((l.end_time_us as i64).wrapping_sub(l.start_time_us as i64)),
+            );
         }
         put_bytes(body, col);
         put_opt(body, col, logs.iter().map(|l| l.response_duration_us));
         put_opt(body, col, logs.iter().map(|l| l.request_id));
         put_opt(body, col, logs.iter().map(|l| l.response_code.map(zigzag)));
         put_opt(body, col, logs.iter().map(|l| l.req_tcp_seq.map(u64::from)));
-        put_opt(body, col, logs.iter().map(|l| l.resp_tcp_seq.map(u64::from)));
+        put_opt(
+            body,
+            col,
+            logs.iter().map(|l| l.resp_tcp_seq.map(u64::from)),
+        );
         put_opt(body, col, logs.iter().map(|l| l.syscall_trace_id_request));
         put_opt(body, col, logs.iter().map(|l| l.syscall_trace_id_response));
         put_opt(body, col, logs.iter().map(|l| l.process_id.map(u64::from)));
@@ -345,16 +321,12 @@ impl Encoder {
             put_text(body, col, logs.iter().map(f));
         }
         col.clear();
-        put_u64(col, tag_set_list.len() as u64);
-        for &cached in &tag_set_list {
-            let set = self.tag_cache.ids(cached);
-            put_u64(col, set.len() as u64);
-            for &(k, v) in set {
-                put_u64(col, u64::from(k));
-                put_u64(col, u64::from(v));
-            }
+        put_u64(col, tag_cols.len() as u64);
+        for (key, ids) in &mut tag_cols {
+            ids.resize(n, 0);
+            put_u64(col, u64::from(*key));
+            put_runs(col, ids.iter().copied());
         }
-        put_runs(col, tag_idx.iter().copied());
         put_bytes(body, col);
 
         if body.len() > MAX_BODY_BYTES {
@@ -419,23 +391,41 @@ fn merge_marks(acked: &mut Vec<u32>, marks: &[u32]) {
 }
 
 /// Run-length encoding: number of runs, then (length, value) pairs.
-fn put_runs(out: &mut Vec<u8>, values: impl Iterator<Item = u32>) {
-    let mut runs: Vec<(u32, u32)> = Vec::new();
-    for v in values {
-        match runs.last_mut() {
-            Some((len, last)) if *last == v => *len += 1,
-            _ => runs.push((1, v)),
+fn put_runs(out: &mut Vec<u8>, values: impl Iterator<Item = u32> + Clone) {
+    let mut count = 0u64;
+    let mut prev = None;
+    for v in values.clone() {
+        if prev != Some(v) {
+            count += 1;
+            prev = Some(v);
         }
     }
-    put_u64(out, runs.len() as u64);
-    for (len, v) in runs {
-        put_u64(out, u64::from(len));
-        put_u64(out, u64::from(v));
+    put_u64(out, count);
+    let mut run: Option<(u32, u64)> = None;
+    for v in values {
+        match &mut run {
+            Some((last, len)) if *last == v => *len += 1,
+            _ => {
+                if let Some((last, len)) = run {
+                    put_u64(out, len);
+                    put_u64(out, u64::from(last));
+                }
+                run = Some((v, 1));
+            }
+        }
+    }
+    if let Some((last, len)) = run {
+        put_u64(out, len);
+        put_u64(out, u64::from(last));
     }
 }
 
 /// Optional integers: a presence bitmap, then the present values as varints.
-fn put_opt(body: &mut Vec<u8>, col: &mut Vec<u8>, values: impl Iterator<Item = Option<u64>> + Clone) {
+fn put_opt(
+    body: &mut Vec<u8>,
+    col: &mut Vec<u8>,
+    values: impl Iterator<Item = Option<u64>> + Clone,
+) {
     col.clear();
     let n = values.clone().count();
     let start = col.len();
@@ -452,7 +442,11 @@ fn put_opt(body: &mut Vec<u8>, col: &mut Vec<u8>, values: impl Iterator<Item = O
 }
 
 /// Text deduplicated within the batch: the distinct strings, then per row an index (0 = null) run-length encoded.
-fn put_text<'a>(body: &mut Vec<u8>, col: &mut Vec<u8>, values: impl Iterator<Item = Option<&'a str>>) {
+fn put_text<'a>(
+    body: &mut Vec<u8>,
+    col: &mut Vec<u8>,
+    values: impl Iterator<Item = Option<&'a str>>,
+) {
     col.clear();
     let mut seen: HashMap<&'a str, u32> = HashMap::new();
     let mut uniq: Vec<&'a str> = Vec::new();
@@ -469,7 +463,7 @@ fn put_text<'a>(body: &mut Vec<u8>, col: &mut Vec<u8>, values: impl Iterator<Ite
     for s in &uniq {
         put_bytes(col, s.as_bytes());
     }
-    put_runs(col, idx.into_iter());
+    put_runs(col, idx.iter().copied());
     put_bytes(body, col);
 }
 
@@ -536,13 +530,21 @@ impl GlobalDictionary {
     }
 
     /// The global id of an agent-local value.
-    pub fn global_id(&self, agent: u64, local_key: u32, local_id: u32) -> Option<(TagKeyId, TagValueId)> {
+    pub fn global_id(
+        &self,
+        agent: u64,
+        local_key: u32,
+        local_id: u32,
+    ) -> Option<(TagKeyId, TagValueId)> {
         let a = self.agents.get(&agent)?;
         let gk = *a.keys.get(local_key as usize)?;
         if local_id == TagValueId::OVERFLOW.0 {
             return Some((TagKeyId(gk), TagValueId::OVERFLOW));
         }
-        let gid = *a.values.get(local_key as usize)?.get(local_id.checked_sub(1)? as usize)?;
+        let gid = *a
+            .values
+            .get(local_key as usize)?
+            .get(local_id.checked_sub(1)? as usize)?;
         Some((TagKeyId(gk), TagValueId(gid)))
     }
 
@@ -552,7 +554,9 @@ impl GlobalDictionary {
     /// A [`DecodeError`] naming the offset of the first damage; never panics and never allocates more than the
     /// header's declared (and capped) body size plus what the rows need.
     pub fn decode(&mut self, batch: &[u8]) -> Result<DecodedBatch, DecodeError> {
-        let h = batch.get(..HEADER_LEN).ok_or(DecodeError::Truncated { offset: batch.len() })?;
+        let h = batch.get(..HEADER_LEN).ok_or(DecodeError::Truncated {
+            offset: batch.len(),
+        })?;
         if h[..4] != MAGIC {
             return Err(DecodeError::BadMagic);
         }
@@ -578,7 +582,9 @@ impl GlobalDictionary {
         }
         let wire = batch
             .get(HEADER_LEN..HEADER_LEN + wire_len)
-            .ok_or(DecodeError::Truncated { offset: batch.len() })?;
+            .ok_or(DecodeError::Truncated {
+                offset: batch.len(),
+            })?;
         if batch.len() != HEADER_LEN + wire_len {
             return Err(DecodeError::BadValue {
                 offset: HEADER_LEN + wire_len,
@@ -587,7 +593,10 @@ impl GlobalDictionary {
         }
         let actual = checksum(&h[..32], wire);
         if actual != crc {
-            return Err(DecodeError::Checksum { expected: crc, actual });
+            return Err(DecodeError::Checksum {
+                expected: crc,
+                actual,
+            });
         }
         let decompressed;
         let body: &[u8] = if flags & FLAG_ZSTD != 0 {
@@ -629,7 +638,8 @@ impl GlobalDictionary {
 
 #[cfg(feature = "zstd")]
 fn decompress(wire: &[u8], raw_len: usize) -> Result<Vec<u8>, DecodeError> {
-    let out = zstd::bulk::decompress(wire, raw_len).map_err(|e| DecodeError::Decompress(e.to_string()))?;
+    let out = zstd::bulk::decompress(wire, raw_len)
+        .map_err(|e| DecodeError::Decompress(e.to_string()))?;
     if out.len() != raw_len {
         return Err(DecodeError::Decompress(format!(
             "decompressed {} bytes, header says {raw_len}",
@@ -641,10 +651,16 @@ fn decompress(wire: &[u8], raw_len: usize) -> Result<Vec<u8>, DecodeError> {
 
 #[cfg(not(feature = "zstd"))]
 fn decompress(_wire: &[u8], _raw_len: usize) -> Result<Vec<u8>, DecodeError> {
-    Err(DecodeError::Decompress("built without the zstd feature".into()))
+    Err(DecodeError::Decompress(
+        "built without the zstd feature".into(),
+    ))
 }
 
-fn merge_entries(dict: &mut Dictionary, agent: &mut AgentMap, r: &mut Reader<'_>) -> Result<usize, DecodeError> {
+fn merge_entries(
+    dict: &mut Dictionary,
+    agent: &mut AgentMap,
+    r: &mut Reader<'_>,
+) -> Result<usize, DecodeError> {
     let n = r.count(MAX_ENTRIES, "more dictionary entries than MAX_ENTRIES")?;
     for _ in 0..n {
         let at = r.offset();
@@ -665,7 +681,11 @@ fn merge_entries(dict: &mut Dictionary, agent: &mut AgentMap, r: &mut Reader<'_>
                 .get(key as usize)
                 .copied()
                 .filter(|&g| g != 0)
-                .ok_or(DecodeError::UnknownId { offset: at, key: KEY_NAMES, id: key })?;
+                .ok_or(DecodeError::UnknownId {
+                    offset: at,
+                    key: KEY_NAMES,
+                    id: key,
+                })?;
             dict.value_id(TagKeyId(gk), value).0
         };
         let slot = if key == KEY_NAMES {
@@ -707,7 +727,10 @@ impl<'a> Cols<'a, '_> {
     fn column(&mut self) -> Result<Reader<'a>, DecodeError> {
         let at = self.r.offset();
         let bytes = self.r.bytes()?;
-        Ok(Reader::new(bytes, at + (self.r.offset() - at - bytes.len())))
+        Ok(Reader::new(
+            bytes,
+            at + (self.r.offset() - at - bytes.len()),
+        ))
     }
 
     fn runs(&self, c: &mut Reader<'a>) -> Result<Vec<u32>, DecodeError> {
@@ -718,7 +741,10 @@ impl<'a> Cols<'a, '_> {
             let len = c.count(self.rows - out.len(), "run longer than the rows left")?;
             let v = c.u32()?;
             if len == 0 {
-                return Err(DecodeError::BadValue { offset: at, what: "empty run" });
+                return Err(DecodeError::BadValue {
+                    offset: at,
+                    what: "empty run",
+                });
             }
             out.extend(std::iter::repeat_n(v, len));
         }
@@ -797,7 +823,11 @@ fn end(c: &Reader<'_>) -> Result<(), DecodeError> {
     }
 }
 
-fn decode_rows(dict: &Dictionary, agent: &AgentMap, r: &mut Reader<'_>) -> Result<Vec<RequestLog>, DecodeError> {
+fn decode_rows(
+    dict: &Dictionary,
+    agent: &AgentMap,
+    r: &mut Reader<'_>,
+) -> Result<Vec<RequestLog>, DecodeError> {
     let rows = r.count(MAX_ROWS, "more rows than MAX_ROWS")?;
     let at = r.offset();
     let mut cols = Cols { r, rows };
@@ -823,27 +853,19 @@ fn decode_rows(dict: &Dictionary, agent: &AgentMap, r: &mut Reader<'_>) -> Resul
     for _ in 0..8 {
         texts.push(cols.text()?);
     }
-    // Tag sets.
+    // Tags: per key, a run-length encoded column of value ids.
     let mut c = cols.column()?;
-    let nsets = c.count(rows.max(1), "more tag sets than rows")?;
-    let mut sets: Vec<Vec<(String, String)>> = Vec::with_capacity(nsets);
-    for _ in 0..nsets {
-        let n = c.count(MAX_TAGS_PER_ROW, "more tags than MAX_TAGS_PER_ROW")?;
-        let mut set = Vec::with_capacity(n);
-        for _ in 0..n {
-            let at = c.offset();
-            let k = c.u32()?;
-            let v = c.u32()?;
-            let key = resolve_key(dict, agent, k, at)?;
-            let val = resolve(dict, agent, k, v, at)?.unwrap_or_default();
-            set.push((key.to_string(), val));
-        }
-        sets.push(set);
+    let nkeys = c.count(MAX_TAG_KEYS, "more tag keys than MAX_TAG_KEYS")?;
+    let mut tag_cols: Vec<(String, Vec<u32>, u32)> = Vec::with_capacity(nkeys);
+    for _ in 0..nkeys {
+        let at = c.offset();
+        let k = c.u32()?;
+        let key = resolve_key(dict, agent, k, at)?.to_string();
+        let ids = cols.runs(&mut c)?;
+        tag_cols.push((key, ids, k));
     }
-    let set_at = c.offset();
-    let tag_idx = cols.runs(&mut c)?;
     end(&c)?;
-
+    let tag_at = c.offset();
     let local_key = |field: usize| Dictionary::field_key(field).0;
     let mut logs = Vec::with_capacity(rows);
     let mut t = 0i64;
@@ -851,23 +873,30 @@ fn decode_rows(dict: &Dictionary, agent: &AgentMap, r: &mut Reader<'_>) -> Resul
         v.map(|x| u32::try_from(x).map_err(|_| DecodeError::BadValue { offset: at, what }))
             .transpose()
     };
-    let u16_of = |v: u64| u16::try_from(v).map_err(|_| DecodeError::BadValue { offset: at, what: "port out of range" });
+    let u16_of = |v: u64| {
+        u16::try_from(v).map_err(|_| DecodeError::BadValue {
+            offset: at,
+            what: "port out of range",
+        })
+    };
     for i in 0..rows {
         let field = |f: usize, col: usize| resolve(dict, agent, local_key(f), ids[col][i], at);
-        let proto = field(F_PROTO, 0)?.ok_or(DecodeError::BadValue { offset: at, what: "null protocol" })?;
+        let proto = field(F_PROTO, 0)?.ok_or(DecodeError::BadValue {
+            offset: at,
+            what: "null protocol",
+        })?;
         let status = field(F_STATUS, 5)?.unwrap_or_default();
         let l4 = field(F_L4, 8)?.unwrap_or_default();
         let tap = field(F_TAP, 9)?.unwrap_or_default();
         t = t.wrapping_add(unzigzag(starts[i]));
         let start = t as u64;
         let end_t = (t.wrapping_add(unzigzag(lens[i]))) as u64;
-        let tags_i = tag_idx[i] as usize;
-        let tags = sets
-            .get(tags_i)
-            .ok_or(DecodeError::BadValue { offset: set_at, what: "tag set index out of range" })?
-            .iter()
-            .cloned()
-            .collect();
+        let mut tags = std::collections::BTreeMap::new();
+        for (key, ids, k) in &tag_cols {
+            if let Some(v) = resolve(dict, agent, *k, ids[i], tag_at)? {
+                tags.insert(key.clone(), v);
+            }
+        }
         let mut text = texts.iter().map(|c| c[i].clone());
         let mut next_text = || text.next().flatten();
         logs.push(RequestLog {
@@ -876,19 +905,32 @@ fn decode_rows(dict: &Dictionary, agent: &AgentMap, r: &mut Reader<'_>) -> Resul
             request_type: field(F_TYPE, 2)?,
             request_domain: field(F_DOMAIN, 3)?,
             endpoint: field(F_ENDPOINT, 4)?,
-            response_status: parse_status(&status).ok_or(DecodeError::BadValue { offset: at, what: "bad status" })?,
+            response_status: parse_status(&status).ok_or(DecodeError::BadValue {
+                offset: at,
+                what: "bad status",
+            })?,
             ip_src: field(F_IP, 6)?.unwrap_or_default(),
             ip_dst: field(F_IP, 7)?.unwrap_or_default(),
             l4_protocol: match l4.as_str() {
                 "udp" => L4Protocol::Udp,
                 "tcp" => L4Protocol::Tcp,
-                _ => return Err(DecodeError::BadValue { offset: at, what: "bad l4 protocol" }),
+                _ => {
+                    return Err(DecodeError::BadValue {
+                        offset: at,
+                        what: "bad l4 protocol",
+                    })
+                }
             },
             tap_side: match tap.as_str() {
                 "network" => TapSide::Network,
                 "client_process" => TapSide::ClientProcess,
                 "server_process" => TapSide::ServerProcess,
-                _ => return Err(DecodeError::BadValue { offset: at, what: "bad tap side" }),
+                _ => {
+                    return Err(DecodeError::BadValue {
+                        offset: at,
+                        what: "bad tap side",
+                    })
+                }
             },
             process_name: field(F_PROCESS, 10)?,
             start_time_us: start,
@@ -931,19 +973,38 @@ fn parse_status(s: &str) -> Option<ResponseStatus> {
     })
 }
 
-fn resolve_key<'d>(dict: &'d Dictionary, agent: &AgentMap, k: u32, at: usize) -> Result<&'d str, DecodeError> {
+fn resolve_key<'d>(
+    dict: &'d Dictionary,
+    agent: &AgentMap,
+    k: u32,
+    at: usize,
+) -> Result<&'d str, DecodeError> {
     let gk = agent.keys.get(k as usize).copied().filter(|&g| g != 0);
     gk.and_then(|g| dict.key_name(TagKeyId(g)))
-        .ok_or(DecodeError::UnknownId { offset: at, key: KEY_NAMES, id: k })
+        .ok_or(DecodeError::UnknownId {
+            offset: at,
+            key: KEY_NAMES,
+            id: k,
+        })
 }
 
-fn resolve(dict: &Dictionary, agent: &AgentMap, k: u32, v: u32, at: usize) -> Result<Option<String>, DecodeError> {
+fn resolve(
+    dict: &Dictionary,
+    agent: &AgentMap,
+    k: u32,
+    v: u32,
+    at: usize,
+) -> Result<Option<String>, DecodeError> {
     if v == 0 {
         return Ok(None);
     }
     let gk = agent.keys.get(k as usize).copied().filter(|&g| g != 0);
     let Some(gk) = gk else {
-        return Err(DecodeError::UnknownId { offset: at, key: KEY_NAMES, id: k });
+        return Err(DecodeError::UnknownId {
+            offset: at,
+            key: KEY_NAMES,
+            id: k,
+        });
     };
     if v == TagValueId::OVERFLOW.0 {
         return Ok(Some(crate::OVERFLOW_VALUE.to_string()));
@@ -953,9 +1014,16 @@ fn resolve(dict: &Dictionary, agent: &AgentMap, k: u32, v: u32, at: usize) -> Re
         .get(k as usize)
         .and_then(|l| l.get(v as usize - 1))
         .copied()
-        .ok_or(DecodeError::UnknownId { offset: at, key: k, id: v })?;
+        .ok_or(DecodeError::UnknownId {
+            offset: at,
+            key: k,
+            id: v,
+        })?;
     dict.value(TagKeyId(gk), TagValueId(gid))
         .map(|s| Some(s.to_string()))
-        .ok_or(DecodeError::UnknownId { offset: at, key: k, id: v })
+        .ok_or(DecodeError::UnknownId {
+            offset: at,
+            key: k,
+            id: v,
+        })
 }
-
