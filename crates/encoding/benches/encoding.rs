@@ -12,6 +12,7 @@ use fathom_model::RequestLog;
 use gen::{make_logs, BATCH};
 use std::io::Write;
 
+#[path = "support/gen.rs"]
 mod gen;
 
 fn zstd_len(bytes: &[u8]) -> usize {

@@ -1,7 +1,7 @@
 //! Encode and decode realistic tagged logs in a loop and print logs/s (a stress companion to the criterion
 //! bench; run with `cargo run --release -p fathom-encoding --example encode_stress`).
 
-#[path = "../benches/gen.rs"]
+#[path = "../benches/support/gen.rs"]
 mod gen;
 
 use fathom_encoding::{Encoder, GlobalDictionary, SyncMode};

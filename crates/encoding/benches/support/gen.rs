@@ -9,6 +9,7 @@
 use fathom_model::{L7Protocol, RequestLog, ResponseStatus};
 use std::collections::BTreeMap;
 
+/// Logs per batch.
 pub const BATCH: usize = 10_000;
 
 struct Rng(u64);
@@ -81,6 +82,7 @@ fn truth_records() -> Vec<serde_json::Value> {
     out
 }
 
+/// `n` tagged logs, deterministic for a seed.
 pub fn make_logs(n: usize, seed: u64) -> Vec<RequestLog> {
     let mut rng = Rng(seed | 1);
     let pods = cluster(&mut rng);
