@@ -6,6 +6,8 @@
 //! durations, each tagged as a log between two pods of a generated 500-pod Kubernetes cluster (client and server
 //! side: pod, namespace, workload, node, service, and app/version/team labels: 16 tags per log).
 
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
 use criterion::{criterion_group, Criterion, Throughput};
 use fathom_encoding::{Encoder, GlobalDictionary, SyncMode};
 use fathom_model::RequestLog;
