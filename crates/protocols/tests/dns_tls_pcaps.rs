@@ -2,6 +2,8 @@
 //! files (what dig, curl and Python saw), and third-party captures against their projects' expected
 //! output (Arkime `.test` session documents, Zeek `ssl.log` baselines).
 
+#![cfg(all(feature = "proto-dns", feature = "proto-tls"))]
+
 mod support_pcap;
 
 use fathom_model::{L7Protocol, RequestLog, ResponseStatus};

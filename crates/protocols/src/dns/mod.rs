@@ -203,10 +203,12 @@ pub fn to_message(
     };
     match m.question {
         Some(q) => {
-            let name = q.name.to_text();
+            let mut name = q.name.to_text();
+            let cut = util::truncate(&name, limits.max_field_len).len();
+            name.truncate(cut);
             info.request_type = Some(q.qtype.name());
-            info.request_resource = Some(util::truncate(&name, limits.max_field_len).to_string());
-            info.request_domain = info.request_resource.clone();
+            info.request_domain = Some(name.clone());
+            info.request_resource = Some(name);
         }
         None => {
             info.request_type = Some(match h.opcode().as_str() {
