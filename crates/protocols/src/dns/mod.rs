@@ -248,7 +248,7 @@ pub fn to_message(
 
 /// The answer summary (see the module docs) and the full rcode (EDNS-extended).
 fn summarize(m: &wire::Message<'_>, limits: &Limits) -> (Option<String>, Rcode) {
-    let mut s = String::new();
+    let mut s = String::with_capacity(if m.header.ancount > 0 { 64 } else { 0 });
     let mut ext = 0u16;
     if m.header.truncated() {
         s.push_str("TC");
