@@ -4,7 +4,6 @@ use crate::L7Parser;
 use std::sync::Arc;
 
 /// Every built-in parser compiled in (see the `proto-*` features), in the order probes run.
-#[allow(clippy::vec_init_then_push)] // one push per enabled feature
 pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     #[allow(unused_mut)]
     let mut parsers: Vec<Arc<dyn L7Parser>> = Vec::new();
@@ -12,7 +11,6 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::dns::DnsParser));
     #[cfg(feature = "proto-tls")]
     parsers.push(Arc::new(crate::tls::TlsParser));
-#[allow(clippy::vec_init_then_push)]
     #[cfg(feature = "proto-mysql")]
     parsers.push(Arc::new(crate::mysql::MysqlParser));
     #[cfg(feature = "proto-postgresql")]
@@ -21,7 +19,6 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::redis::RedisParser));
     #[cfg(feature = "proto-kafka")]
     parsers.push(Arc::new(crate::kafka::KafkaParser));
-#[allow(clippy::vec_init_then_push)] // one cfg-gated push per protocol feature
     #[cfg(feature = "proto-dubbo")]
     parsers.push(Arc::new(crate::dubbo::DubboParser));
     #[cfg(feature = "proto-mqtt")]
