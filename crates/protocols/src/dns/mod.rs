@@ -26,6 +26,19 @@
 //! about 300 lines ([`wire`]), panic-free by construction (every read goes through `get`).
 //!
 //! Validity contract: nothing here panics on any input; [`probe`] never allocates.
+//!
+//! ```
+//! use fathom_model::L4Protocol;
+//! use fathom_protocols::{dns, Probe};
+//! // A standard query for `a.example`, type A (RFC 1035 §4.1).
+//! let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x07example\x00\x00\x01\x00\x01";
+//! assert_eq!(dns::probe(q, L4Protocol::Udp), Probe::Yes);
+//! let m = dns::wire::Message::parse(q, dns::MAX_QUESTIONS).unwrap();
+//! assert_eq!(m.header.id, 0x1234);
+//! let question = m.question.unwrap();
+//! assert_eq!(question.name.to_text(), "a.example");
+//! assert_eq!(question.qtype.name(), "A");
+//! ```
 
 pub mod wire;
 
