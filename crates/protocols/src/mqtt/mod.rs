@@ -17,7 +17,9 @@
 //! `response_code`: CONNACK's return / reason code (non-zero: `client_error`) and SUBACK's outcome (0 when
 //! every subscription was granted, else the first failure code ≥ 0x80: `client_error`); MQTT 5 acks
 //! (PUBACK, PUBREC, PUBCOMP, UNSUBACK) and DISCONNECT report their reason code only when it is a failure
-//! (≥ 0x80), as granted-QoS values and implicit successes are not error codes.
+//! (≥ 0x80), as granted-QoS values and implicit successes are not error codes. (`truth/mqtt.jsonl` also
+//! puts code 0 on two PUBACK/PUBCOMP exchanges because mosquitto's client log prints `RC:0` for them; on the
+//! wire they carry no reason code. The counts agree: 8 CONNACK + 2 SUBACK = the manifest's ten code-0 logs.)
 //!
 //! Detection without CONNECT: the probe accepts a CONNECT, or a run of at least two well-formed packets
 //! (type/flag combinations per the specification, remaining length consistent with the content, UTF-8
