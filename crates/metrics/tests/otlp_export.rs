@@ -30,8 +30,7 @@ impl Drop for Receiver {
 fn start_receiver(tag: &str) -> Option<Receiver> {
     let required = std::env::var_os("FATHOM_REQUIRE_OTLP").is_some();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp_receiver.py");
-    let out =
-        std::env::temp_dir().join(format!("fathom-otlp-{}-{tag}.jsonl", std::process::id()));
+    let out = std::env::temp_dir().join(format!("fathom-otlp-{}-{tag}.jsonl", std::process::id()));
     let child = Command::new("python3")
         .arg(script)
         .arg(&out)
