@@ -46,10 +46,16 @@ fn cluster(rng: &mut Rng) -> Vec<Pod> {
                     ("pod", format!("{w}-7d9f{}-{hash}", workload % 10)),
                     ("namespace", ns.clone()),
                     ("workload", w.clone()),
-                    ("node", format!("ip-10-0-{}-{}.ec2.internal", i % 50, (i * 7) % 250)),
+                    (
+                        "node",
+                        format!("ip-10-0-{}-{}.ec2.internal", i % 50, (i * 7) % 250),
+                    ),
                     ("service", w.clone()),
                     ("label.app", w.clone()),
-                    ("label.version", format!("v1.{}.{}", workload % 7, workload % 3)),
+                    (
+                        "label.version",
+                        format!("v1.{}.{}", workload % 7, workload % 3),
+                    ),
                     ("label.team", format!("team-{:02}", workload % 20)),
                 ],
             }
@@ -60,7 +66,10 @@ fn cluster(rng: &mut Rng) -> Vec<Pod> {
 fn truth_records() -> Vec<serde_json::Value> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/truth");
     let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir).expect("shared truth files").flatten().collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("shared truth files")
+        .flatten()
+        .collect();
     files.sort_by_key(|e| e.path());
     for f in files {
         let text = std::fs::read_to_string(f.path()).unwrap_or_default();
@@ -86,12 +95,14 @@ fn make_logs(n: usize, seed: u64) -> Vec<RequestLog> {
             let s = |k: &str| r[k].as_str().map(str::to_string);
             let proto = r["proto"].as_str().unwrap_or("http1");
             let client = &pods[rng.below(500) as usize];
-            let server_w = (r["resource"].as_str().unwrap_or("").len() * 31 + proto.len() * 7) % 100;
+            let server_w =
+                (r["resource"].as_str().unwrap_or("").len() * 31 + proto.len() * 7) % 100;
             let server = &pods[server_w * 5 + rng.below(5) as usize];
             t += rng.below(100);
             let dur = 50 + rng.below(5000);
             let mut log = RequestLog::new(L7Protocol::from_name(proto));
-            log.version = Some(if proto == "http1" { "1.1" } else { "2" }.into()).filter(|_| proto.starts_with("http"));
+            log.version = Some(if proto == "http1" { "1.1" } else { "2" }.into())
+                .filter(|_| proto.starts_with("http"));
             log.request_type = s("type");
             log.request_domain = s("domain");
             log.request_resource = s("resource");
@@ -104,7 +115,10 @@ fn make_logs(n: usize, seed: u64) -> Vec<RequestLog> {
                 Some("timeout") => ResponseStatus::Timeout,
                 _ => ResponseStatus::Ok,
             };
-            log.trace_id = r["traceparent"].as_str().and_then(|tp| tp.split('-').nth(1)).map(str::to_string);
+            log.trace_id = r["traceparent"]
+                .as_str()
+                .and_then(|tp| tp.split('-').nth(1))
+                .map(str::to_string);
             log.x_request_id_0 = s("x_request_id");
             log.start_time_us = t;
             log.end_time_us = t + dur;
@@ -165,9 +179,18 @@ fn report_sizes() {
     let per = |x: usize| x as f64 / n;
     let first_per = |x: usize| x as f64 / BATCH as f64;
     let mut o = std::io::stderr();
-    let _ = writeln!(o, "\n== SmartEncoding sizes: {} batches of {BATCH} logs, 16 tags each ==", batches.len());
+    let _ = writeln!(
+        o,
+        "\n== SmartEncoding sizes: {} batches of {BATCH} logs, 16 tags each ==",
+        batches.len()
+    );
     let _ = writeln!(o, "(a) JSON lines, string tags      {:8.1} B/log", per(a));
-    let _ = writeln!(o, "(b) (a) + zstd-3 per batch       {:8.1} B/log  ({:.1}x smaller than a)", per(b), a as f64 / b as f64);
+    let _ = writeln!(
+        o,
+        "(b) (a) + zstd-3 per batch       {:8.1} B/log  ({:.1}x smaller than a)",
+        per(b),
+        a as f64 / b as f64
+    );
     let _ = writeln!(o, "(c) Fathom batches               {:8.1} B/log  ({:.1}x smaller than a, {:.2}x of b); first batch with its dictionary {:.1} B/log", per(sizes[0].0), a as f64 / sizes[0].0 as f64, sizes[0].0 as f64 / b as f64, first_per(sizes[0].1));
     let _ = writeln!(o, "(d) (c) + zstd-3                 {:8.1} B/log  ({:.1}x smaller than a); first batch {:.1} B/log", per(sizes[1].0), a as f64 / sizes[1].0 as f64, first_per(sizes[1].1));
 }
@@ -183,7 +206,9 @@ fn throughput(c: &mut Criterion) {
     let mut server = GlobalDictionary::default();
     server.decode(&enc2.encode(&logs).unwrap().1).unwrap();
     let (_, steady) = enc2.encode(&logs).unwrap();
-    g.bench_function("decode_10k_logs", |b| b.iter(|| server.decode(&steady).unwrap()));
+    g.bench_function("decode_10k_logs", |b| {
+        b.iter(|| server.decode(&steady).unwrap())
+    });
     g.bench_function("json_serialize_10k_logs", |b| {
         let mut out = Vec::with_capacity(16 << 20);
         b.iter(|| {

@@ -97,7 +97,11 @@ struct TagSetCache {
 }
 
 impl TagSetCache {
-    fn index_of(&mut self, dict: &mut Dictionary, tags: &std::collections::BTreeMap<String, String>) -> u32 {
+    fn index_of(
+        &mut self,
+        dict: &mut Dictionary,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> u32 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = self.hasher.build_hasher();
         for (k, v) in tags {
@@ -111,7 +115,10 @@ impl TagSetCache {
             for &i in cands {
                 let (strings, _) = &self.sets[i as usize];
                 if strings.len() == tags.len()
-                    && strings.iter().zip(tags).all(|((a, b), (k, v))| a == k && b == v)
+                    && strings
+                        .iter()
+                        .zip(tags)
+                        .all(|((a, b), (k, v))| a == k && b == v)
                 {
                     return i;
                 }
@@ -191,7 +198,9 @@ impl Encoder {
             if *s > seq {
                 break;
             }
-            let Some((s, marks)) = self.in_flight.pop_front() else { break };
+            let Some((s, marks)) = self.in_flight.pop_front() else {
+                break;
+            };
             if s == seq {
                 merge_marks(&mut self.acked, &marks);
             }
@@ -242,7 +251,9 @@ impl Encoder {
                 (F_TAP, Some(log.tap_side.as_str())),
                 (F_PROCESS, log.process_name.as_deref()),
             ];
-            for (c, ((field, value), (last_s, last_id))) in cols.into_iter().zip(last.iter_mut()).enumerate() {
+            for (c, ((field, value), (last_s, last_id))) in
+                cols.into_iter().zip(last.iter_mut()).enumerate()
+            {
                 let id = match value {
                     None => 0,
                     Some(v) if *last_id != 0 && last_s == v => *last_id,
@@ -305,14 +316,21 @@ impl Encoder {
         put_bytes(body, col);
         col.clear();
         for l in logs {
-            put_u64(col, zigzag((l.end_time_us as i64).wrapping_sub(l.start_time_us as i64)));
+            put_u64(
+                col,
+                zigzag((l.end_time_us as i64).wrapping_sub(l.start_time_us as i64)),
+            );
         }
         put_bytes(body, col);
         put_opt(body, col, logs.iter().map(|l| l.response_duration_us));
         put_opt(body, col, logs.iter().map(|l| l.request_id));
         put_opt(body, col, logs.iter().map(|l| l.response_code.map(zigzag)));
         put_opt(body, col, logs.iter().map(|l| l.req_tcp_seq.map(u64::from)));
-        put_opt(body, col, logs.iter().map(|l| l.resp_tcp_seq.map(u64::from)));
+        put_opt(
+            body,
+            col,
+            logs.iter().map(|l| l.resp_tcp_seq.map(u64::from)),
+        );
         put_opt(body, col, logs.iter().map(|l| l.syscall_trace_id_request));
         put_opt(body, col, logs.iter().map(|l| l.syscall_trace_id_response));
         put_opt(body, col, logs.iter().map(|l| l.process_id.map(u64::from)));
@@ -435,7 +453,11 @@ fn put_runs(out: &mut Vec<u8>, values: impl Iterator<Item = u32>) {
 }
 
 /// Optional integers: a presence bitmap, then the present values as varints.
-fn put_opt(body: &mut Vec<u8>, col: &mut Vec<u8>, values: impl Iterator<Item = Option<u64>> + Clone) {
+fn put_opt(
+    body: &mut Vec<u8>,
+    col: &mut Vec<u8>,
+    values: impl Iterator<Item = Option<u64>> + Clone,
+) {
     col.clear();
     let n = values.clone().count();
     let start = col.len();
@@ -452,7 +474,11 @@ fn put_opt(body: &mut Vec<u8>, col: &mut Vec<u8>, values: impl Iterator<Item = O
 }
 
 /// Text deduplicated within the batch: the distinct strings, then per row an index (0 = null) run-length encoded.
-fn put_text<'a>(body: &mut Vec<u8>, col: &mut Vec<u8>, values: impl Iterator<Item = Option<&'a str>>) {
+fn put_text<'a>(
+    body: &mut Vec<u8>,
+    col: &mut Vec<u8>,
+    values: impl Iterator<Item = Option<&'a str>>,
+) {
     col.clear();
     let mut seen: HashMap<&'a str, u32> = HashMap::new();
     let mut uniq: Vec<&'a str> = Vec::new();
@@ -536,13 +562,21 @@ impl GlobalDictionary {
     }
 
     /// The global id of an agent-local value.
-    pub fn global_id(&self, agent: u64, local_key: u32, local_id: u32) -> Option<(TagKeyId, TagValueId)> {
+    pub fn global_id(
+        &self,
+        agent: u64,
+        local_key: u32,
+        local_id: u32,
+    ) -> Option<(TagKeyId, TagValueId)> {
         let a = self.agents.get(&agent)?;
         let gk = *a.keys.get(local_key as usize)?;
         if local_id == TagValueId::OVERFLOW.0 {
             return Some((TagKeyId(gk), TagValueId::OVERFLOW));
         }
-        let gid = *a.values.get(local_key as usize)?.get(local_id.checked_sub(1)? as usize)?;
+        let gid = *a
+            .values
+            .get(local_key as usize)?
+            .get(local_id.checked_sub(1)? as usize)?;
         Some((TagKeyId(gk), TagValueId(gid)))
     }
 
@@ -552,7 +586,9 @@ impl GlobalDictionary {
     /// A [`DecodeError`] naming the offset of the first damage; never panics and never allocates more than the
     /// header's declared (and capped) body size plus what the rows need.
     pub fn decode(&mut self, batch: &[u8]) -> Result<DecodedBatch, DecodeError> {
-        let h = batch.get(..HEADER_LEN).ok_or(DecodeError::Truncated { offset: batch.len() })?;
+        let h = batch.get(..HEADER_LEN).ok_or(DecodeError::Truncated {
+            offset: batch.len(),
+        })?;
         if h[..4] != MAGIC {
             return Err(DecodeError::BadMagic);
         }
@@ -578,7 +614,9 @@ impl GlobalDictionary {
         }
         let wire = batch
             .get(HEADER_LEN..HEADER_LEN + wire_len)
-            .ok_or(DecodeError::Truncated { offset: batch.len() })?;
+            .ok_or(DecodeError::Truncated {
+                offset: batch.len(),
+            })?;
         if batch.len() != HEADER_LEN + wire_len {
             return Err(DecodeError::BadValue {
                 offset: HEADER_LEN + wire_len,
@@ -587,7 +625,10 @@ impl GlobalDictionary {
         }
         let actual = checksum(&h[..32], wire);
         if actual != crc {
-            return Err(DecodeError::Checksum { expected: crc, actual });
+            return Err(DecodeError::Checksum {
+                expected: crc,
+                actual,
+            });
         }
         let decompressed;
         let body: &[u8] = if flags & FLAG_ZSTD != 0 {
@@ -629,7 +670,8 @@ impl GlobalDictionary {
 
 #[cfg(feature = "zstd")]
 fn decompress(wire: &[u8], raw_len: usize) -> Result<Vec<u8>, DecodeError> {
-    let out = zstd::bulk::decompress(wire, raw_len).map_err(|e| DecodeError::Decompress(e.to_string()))?;
+    let out = zstd::bulk::decompress(wire, raw_len)
+        .map_err(|e| DecodeError::Decompress(e.to_string()))?;
     if out.len() != raw_len {
         return Err(DecodeError::Decompress(format!(
             "decompressed {} bytes, header says {raw_len}",
@@ -641,10 +683,16 @@ fn decompress(wire: &[u8], raw_len: usize) -> Result<Vec<u8>, DecodeError> {
 
 #[cfg(not(feature = "zstd"))]
 fn decompress(_wire: &[u8], _raw_len: usize) -> Result<Vec<u8>, DecodeError> {
-    Err(DecodeError::Decompress("built without the zstd feature".into()))
+    Err(DecodeError::Decompress(
+        "built without the zstd feature".into(),
+    ))
 }
 
-fn merge_entries(dict: &mut Dictionary, agent: &mut AgentMap, r: &mut Reader<'_>) -> Result<usize, DecodeError> {
+fn merge_entries(
+    dict: &mut Dictionary,
+    agent: &mut AgentMap,
+    r: &mut Reader<'_>,
+) -> Result<usize, DecodeError> {
     let n = r.count(MAX_ENTRIES, "more dictionary entries than MAX_ENTRIES")?;
     for _ in 0..n {
         let at = r.offset();
@@ -665,7 +713,11 @@ fn merge_entries(dict: &mut Dictionary, agent: &mut AgentMap, r: &mut Reader<'_>
                 .get(key as usize)
                 .copied()
                 .filter(|&g| g != 0)
-                .ok_or(DecodeError::UnknownId { offset: at, key: KEY_NAMES, id: key })?;
+                .ok_or(DecodeError::UnknownId {
+                    offset: at,
+                    key: KEY_NAMES,
+                    id: key,
+                })?;
             dict.value_id(TagKeyId(gk), value).0
         };
         let slot = if key == KEY_NAMES {
@@ -707,7 +759,10 @@ impl<'a> Cols<'a, '_> {
     fn column(&mut self) -> Result<Reader<'a>, DecodeError> {
         let at = self.r.offset();
         let bytes = self.r.bytes()?;
-        Ok(Reader::new(bytes, at + (self.r.offset() - at - bytes.len())))
+        Ok(Reader::new(
+            bytes,
+            at + (self.r.offset() - at - bytes.len()),
+        ))
     }
 
     fn runs(&self, c: &mut Reader<'a>) -> Result<Vec<u32>, DecodeError> {
@@ -718,7 +773,10 @@ impl<'a> Cols<'a, '_> {
             let len = c.count(self.rows - out.len(), "run longer than the rows left")?;
             let v = c.u32()?;
             if len == 0 {
-                return Err(DecodeError::BadValue { offset: at, what: "empty run" });
+                return Err(DecodeError::BadValue {
+                    offset: at,
+                    what: "empty run",
+                });
             }
             out.extend(std::iter::repeat_n(v, len));
         }
@@ -797,7 +855,11 @@ fn end(c: &Reader<'_>) -> Result<(), DecodeError> {
     }
 }
 
-fn decode_rows(dict: &Dictionary, agent: &AgentMap, r: &mut Reader<'_>) -> Result<Vec<RequestLog>, DecodeError> {
+fn decode_rows(
+    dict: &Dictionary,
+    agent: &AgentMap,
+    r: &mut Reader<'_>,
+) -> Result<Vec<RequestLog>, DecodeError> {
     let rows = r.count(MAX_ROWS, "more rows than MAX_ROWS")?;
     let at = r.offset();
     let mut cols = Cols { r, rows };
@@ -851,10 +913,18 @@ fn decode_rows(dict: &Dictionary, agent: &AgentMap, r: &mut Reader<'_>) -> Resul
         v.map(|x| u32::try_from(x).map_err(|_| DecodeError::BadValue { offset: at, what }))
             .transpose()
     };
-    let u16_of = |v: u64| u16::try_from(v).map_err(|_| DecodeError::BadValue { offset: at, what: "port out of range" });
+    let u16_of = |v: u64| {
+        u16::try_from(v).map_err(|_| DecodeError::BadValue {
+            offset: at,
+            what: "port out of range",
+        })
+    };
     for i in 0..rows {
         let field = |f: usize, col: usize| resolve(dict, agent, local_key(f), ids[col][i], at);
-        let proto = field(F_PROTO, 0)?.ok_or(DecodeError::BadValue { offset: at, what: "null protocol" })?;
+        let proto = field(F_PROTO, 0)?.ok_or(DecodeError::BadValue {
+            offset: at,
+            what: "null protocol",
+        })?;
         let status = field(F_STATUS, 5)?.unwrap_or_default();
         let l4 = field(F_L4, 8)?.unwrap_or_default();
         let tap = field(F_TAP, 9)?.unwrap_or_default();
@@ -864,7 +934,10 @@ fn decode_rows(dict: &Dictionary, agent: &AgentMap, r: &mut Reader<'_>) -> Resul
         let tags_i = tag_idx[i] as usize;
         let tags = sets
             .get(tags_i)
-            .ok_or(DecodeError::BadValue { offset: set_at, what: "tag set index out of range" })?
+            .ok_or(DecodeError::BadValue {
+                offset: set_at,
+                what: "tag set index out of range",
+            })?
             .iter()
             .cloned()
             .collect();
@@ -876,19 +949,32 @@ fn decode_rows(dict: &Dictionary, agent: &AgentMap, r: &mut Reader<'_>) -> Resul
             request_type: field(F_TYPE, 2)?,
             request_domain: field(F_DOMAIN, 3)?,
             endpoint: field(F_ENDPOINT, 4)?,
-            response_status: parse_status(&status).ok_or(DecodeError::BadValue { offset: at, what: "bad status" })?,
+            response_status: parse_status(&status).ok_or(DecodeError::BadValue {
+                offset: at,
+                what: "bad status",
+            })?,
             ip_src: field(F_IP, 6)?.unwrap_or_default(),
             ip_dst: field(F_IP, 7)?.unwrap_or_default(),
             l4_protocol: match l4.as_str() {
                 "udp" => L4Protocol::Udp,
                 "tcp" => L4Protocol::Tcp,
-                _ => return Err(DecodeError::BadValue { offset: at, what: "bad l4 protocol" }),
+                _ => {
+                    return Err(DecodeError::BadValue {
+                        offset: at,
+                        what: "bad l4 protocol",
+                    })
+                }
             },
             tap_side: match tap.as_str() {
                 "network" => TapSide::Network,
                 "client_process" => TapSide::ClientProcess,
                 "server_process" => TapSide::ServerProcess,
-                _ => return Err(DecodeError::BadValue { offset: at, what: "bad tap side" }),
+                _ => {
+                    return Err(DecodeError::BadValue {
+                        offset: at,
+                        what: "bad tap side",
+                    })
+                }
             },
             process_name: field(F_PROCESS, 10)?,
             start_time_us: start,
@@ -931,19 +1017,38 @@ fn parse_status(s: &str) -> Option<ResponseStatus> {
     })
 }
 
-fn resolve_key<'d>(dict: &'d Dictionary, agent: &AgentMap, k: u32, at: usize) -> Result<&'d str, DecodeError> {
+fn resolve_key<'d>(
+    dict: &'d Dictionary,
+    agent: &AgentMap,
+    k: u32,
+    at: usize,
+) -> Result<&'d str, DecodeError> {
     let gk = agent.keys.get(k as usize).copied().filter(|&g| g != 0);
     gk.and_then(|g| dict.key_name(TagKeyId(g)))
-        .ok_or(DecodeError::UnknownId { offset: at, key: KEY_NAMES, id: k })
+        .ok_or(DecodeError::UnknownId {
+            offset: at,
+            key: KEY_NAMES,
+            id: k,
+        })
 }
 
-fn resolve(dict: &Dictionary, agent: &AgentMap, k: u32, v: u32, at: usize) -> Result<Option<String>, DecodeError> {
+fn resolve(
+    dict: &Dictionary,
+    agent: &AgentMap,
+    k: u32,
+    v: u32,
+    at: usize,
+) -> Result<Option<String>, DecodeError> {
     if v == 0 {
         return Ok(None);
     }
     let gk = agent.keys.get(k as usize).copied().filter(|&g| g != 0);
     let Some(gk) = gk else {
-        return Err(DecodeError::UnknownId { offset: at, key: KEY_NAMES, id: k });
+        return Err(DecodeError::UnknownId {
+            offset: at,
+            key: KEY_NAMES,
+            id: k,
+        });
     };
     if v == TagValueId::OVERFLOW.0 {
         return Ok(Some(crate::OVERFLOW_VALUE.to_string()));
@@ -953,9 +1058,16 @@ fn resolve(dict: &Dictionary, agent: &AgentMap, k: u32, v: u32, at: usize) -> Re
         .get(k as usize)
         .and_then(|l| l.get(v as usize - 1))
         .copied()
-        .ok_or(DecodeError::UnknownId { offset: at, key: k, id: v })?;
+        .ok_or(DecodeError::UnknownId {
+            offset: at,
+            key: k,
+            id: v,
+        })?;
     dict.value(TagKeyId(gk), TagValueId(gid))
         .map(|s| Some(s.to_string()))
-        .ok_or(DecodeError::UnknownId { offset: at, key: k, id: v })
+        .ok_or(DecodeError::UnknownId {
+            offset: at,
+            key: k,
+            id: v,
+        })
 }
-

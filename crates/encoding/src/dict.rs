@@ -147,7 +147,11 @@ impl Dictionary {
 
     /// The id of `value` under `key` without inserting.
     pub fn lookup(&self, key: TagKeyId, value: &str) -> Option<TagValueId> {
-        self.keys.get(key.0 as usize)?.by_str.get(value).map(|&id| TagValueId(id))
+        self.keys
+            .get(key.0 as usize)?
+            .by_str
+            .get(value)
+            .map(|&id| TagValueId(id))
     }
 
     /// The id of key `name` without inserting.
@@ -172,7 +176,9 @@ impl Dictionary {
 
     /// Number of values of `key`.
     pub fn len(&self, key: TagKeyId) -> u32 {
-        self.keys.get(key.0 as usize).map_or(0, |d| d.by_id.len() as u32)
+        self.keys
+            .get(key.0 as usize)
+            .map_or(0, |d| d.by_id.len() as u32)
     }
 
     /// Number of keys (including the key-name dictionary).
@@ -199,11 +205,14 @@ impl Dictionary {
     pub fn entries_after(&self, key: u32, after: u32) -> impl Iterator<Item = Entry> + '_ {
         let d = self.keys.get(key as usize);
         let list: &[Arc<str>] = d.map_or(&[], |d| &d.by_id);
-        list.iter().enumerate().skip(after as usize).map(move |(i, s)| Entry {
-            key,
-            id: i as u32 + 1,
-            value: s.clone(),
-        })
+        list.iter()
+            .enumerate()
+            .skip(after as usize)
+            .map(move |(i, s)| Entry {
+                key,
+                id: i as u32 + 1,
+                value: s.clone(),
+            })
     }
 
     /// Entries added since the last call, in the order they were added (for persistence).
@@ -212,7 +221,12 @@ impl Dictionary {
         journal
             .into_iter()
             .filter_map(|(key, id)| {
-                let value = self.keys.get(key as usize)?.by_id.get(id as usize - 1)?.clone();
+                let value = self
+                    .keys
+                    .get(key as usize)?
+                    .by_id
+                    .get(id as usize - 1)?
+                    .clone();
                 Some(Entry { key, id, value })
             })
             .collect()

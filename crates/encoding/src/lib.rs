@@ -53,8 +53,8 @@ mod store;
 mod varint;
 
 pub use batch::{
-    DecodedBatch, Encoder, GlobalDictionary, SyncMode, HEADER_LEN, MAGIC, MAX_AGENTS, MAX_BODY_BYTES, MAX_ENTRIES,
-    MAX_ROWS, MAX_TAGS_PER_ROW, VERSION,
+    DecodedBatch, Encoder, GlobalDictionary, SyncMode, HEADER_LEN, MAGIC, MAX_AGENTS,
+    MAX_BODY_BYTES, MAX_ENTRIES, MAX_ROWS, MAX_TAGS_PER_ROW, VERSION,
 };
 pub use dict::{Dictionary, Entry, TagKeyId, TagValueId, FIELD_KEYS, OVERFLOW_VALUE};
 pub use error::{DecodeError, EncodeError, StoreError};

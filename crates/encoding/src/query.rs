@@ -46,8 +46,13 @@ impl<'d> QueryTranslator<'d> {
 
     /// `key IN (values)` as an id predicate.
     pub fn any_of<'a>(&self, key: &str, values: impl IntoIterator<Item = &'a str>) -> IdPredicate {
-        let Some(k) = self.dict.lookup_key(key) else { return IdPredicate::Never };
-        let mut ids: Vec<TagValueId> = values.into_iter().filter_map(|v| self.dict.lookup(k, v)).collect();
+        let Some(k) = self.dict.lookup_key(key) else {
+            return IdPredicate::Never;
+        };
+        let mut ids: Vec<TagValueId> = values
+            .into_iter()
+            .filter_map(|v| self.dict.lookup(k, v))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         if ids.is_empty() {
@@ -60,7 +65,9 @@ impl<'d> QueryTranslator<'d> {
     /// `key` values matching `pred` (e.g. a prefix or a regex evaluated by the caller), scanning the key's
     /// dictionary once, not the rows.
     pub fn matching(&self, key: &str, pred: impl Fn(&str) -> bool) -> IdPredicate {
-        let Some(k) = self.dict.lookup_key(key) else { return IdPredicate::Never };
+        let Some(k) = self.dict.lookup_key(key) else {
+            return IdPredicate::Never;
+        };
         let ids: Vec<TagValueId> = (1..=self.dict.len(k))
             .map(TagValueId)
             .filter(|&id| self.dict.value(k, id).is_some_and(&pred))
@@ -101,7 +108,10 @@ mod tests {
         assert_eq!(q.eq("nope", "prod"), IdPredicate::Never);
         let p = q.matching("k8s.namespace", |v| v.starts_with("prod"));
         assert!(p.matches(ns, prod) && !p.matches(ns, staging));
-        assert_eq!(q.any_of("k8s.namespace", ["staging", "x"]), IdPredicate::In(ns, vec![staging]));
+        assert_eq!(
+            q.any_of("k8s.namespace", ["staging", "x"]),
+            IdPredicate::In(ns, vec![staging])
+        );
         assert_eq!(q.name(ns, staging), Some("staging"));
     }
 }

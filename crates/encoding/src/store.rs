@@ -126,14 +126,18 @@ impl PersistentDictionary {
             put_u64(&mut payload, u64::from(e.key));
             put_u64(&mut payload, u64::from(e.id));
             put_bytes(&mut payload, e.value.as_bytes());
-            self.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            self.buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            self.buf
+                .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            self.buf
+                .extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
             self.buf.extend_from_slice(&payload);
         }
-        self.file.write_all(&self.buf).map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.file
+            .write_all(&self.buf)
+            .map_err(|source| StoreError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         self.durable_len += self.buf.len() as u64;
         Ok(())
     }
@@ -224,7 +228,10 @@ mod tests {
             // Tail entries that survived have exactly their original ids, in order.
             let n = d.len(k);
             for id in 21..=n {
-                assert_eq!(d.value(k, TagValueId(id)), Some(format!("tail-{}", id - 21).as_str()));
+                assert_eq!(
+                    d.value(k, TagValueId(id)),
+                    Some(format!("tail-{}", id - 21).as_str())
+                );
             }
             // The file was truncated to its valid prefix: reopening again changes nothing.
             let again = PersistentDictionary::open(&p, 1 << 20).unwrap();

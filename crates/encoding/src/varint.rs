@@ -71,11 +71,15 @@ impl<'a> Reader<'a> {
         let mut shift = 0u32;
         loop {
             let Some(&b) = self.buf.get(self.pos) else {
-                return Err(DecodeError::Truncated { offset: self.offset() });
+                return Err(DecodeError::Truncated {
+                    offset: self.offset(),
+                });
             };
             self.pos += 1;
             if shift == 63 && b > 1 {
-                return Err(DecodeError::BadVarint { offset: self.offset() - 1 });
+                return Err(DecodeError::BadVarint {
+                    offset: self.offset() - 1,
+                });
             }
             v |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
@@ -83,7 +87,9 @@ impl<'a> Reader<'a> {
             }
             shift += 7;
             if shift > 63 {
-                return Err(DecodeError::BadVarint { offset: self.offset() - 1 });
+                return Err(DecodeError::BadVarint {
+                    offset: self.offset() - 1,
+                });
             }
         }
     }
@@ -92,7 +98,10 @@ impl<'a> Reader<'a> {
     #[inline]
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         let at = self.offset();
-        u32::try_from(self.u64()?).map_err(|_| DecodeError::BadValue { offset: at, what: "u32 out of range" })
+        u32::try_from(self.u64()?).map_err(|_| DecodeError::BadValue {
+            offset: at,
+            what: "u32 out of range",
+        })
     }
 
     /// A count that must not exceed `max` (guards allocations against hostile counts).
@@ -108,7 +117,9 @@ impl<'a> Reader<'a> {
     /// `n` raw bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
-            return Err(DecodeError::Truncated { offset: self.offset() });
+            return Err(DecodeError::Truncated {
+                offset: self.offset(),
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -124,7 +135,10 @@ impl<'a> Reader<'a> {
     /// Length-prefixed UTF-8.
     pub fn str(&mut self) -> Result<&'a str, DecodeError> {
         let at = self.offset();
-        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadValue { offset: at, what: "invalid UTF-8" })
+        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadValue {
+            offset: at,
+            what: "invalid UTF-8",
+        })
     }
 }
 
@@ -149,7 +163,13 @@ mod tests {
     #[test]
     fn overlong_varint_is_an_error() {
         let bad = [0xffu8; 11];
-        assert!(matches!(Reader::new(&bad, 0).u64(), Err(DecodeError::BadVarint { .. })));
-        assert!(matches!(Reader::new(&[0x80], 5).u64(), Err(DecodeError::Truncated { offset: 6 })));
+        assert!(matches!(
+            Reader::new(&bad, 0).u64(),
+            Err(DecodeError::BadVarint { .. })
+        ));
+        assert!(matches!(
+            Reader::new(&[0x80], 5).u64(),
+            Err(DecodeError::Truncated { offset: 6 })
+        ));
     }
 }

@@ -1,11 +1,15 @@
 //! Property tests: exact round trips, dictionary sync and merge, hostile input.
 
-use fathom_encoding::{DecodeError, Encoder, GlobalDictionary, QueryTranslator, SyncMode, HEADER_LEN};
+use fathom_encoding::{
+    DecodeError, Encoder, GlobalDictionary, QueryTranslator, SyncMode, HEADER_LEN,
+};
 use fathom_model::{L4Protocol, L7Protocol, RequestLog, ResponseStatus, TapSide};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
-fn opt<T: std::fmt::Debug + Clone + 'static>(s: impl Strategy<Value = T> + 'static) -> BoxedStrategy<Option<T>> {
+fn opt<T: std::fmt::Debug + Clone + 'static>(
+    s: impl Strategy<Value = T> + 'static,
+) -> BoxedStrategy<Option<T>> {
     proptest::option::of(s).boxed()
 }
 
@@ -119,7 +123,10 @@ fn acknowledged_entries_are_not_resent() {
     let (s1, b1) = enc.encode(&logs).unwrap();
     let (_, b2) = enc.encode(&logs).unwrap(); // not acked yet: entries repeated
     assert!(server.decode(&b1).unwrap().entries > 0);
-    assert_eq!(server.decode(&b2).unwrap().entries, server.decode(&b1).unwrap().entries);
+    assert_eq!(
+        server.decode(&b2).unwrap().entries,
+        server.decode(&b1).unwrap().entries
+    );
     enc.ack(s1);
     let (_, b3) = enc.encode(&logs).unwrap();
     let d3 = server.decode(&b3).unwrap();
@@ -127,8 +134,20 @@ fn acknowledged_entries_are_not_resent() {
     assert_eq!(d3.logs, logs);
     // Reliable mode: entries sent once, without acks.
     let mut rel = Encoder::new(8, SyncMode::Reliable);
-    assert!(server.decode(&rel.encode(&logs).unwrap().1).unwrap().entries > 0);
-    assert_eq!(server.decode(&rel.encode(&logs).unwrap().1).unwrap().entries, 0);
+    assert!(
+        server
+            .decode(&rel.encode(&logs).unwrap().1)
+            .unwrap()
+            .entries
+            > 0
+    );
+    assert_eq!(
+        server
+            .decode(&rel.encode(&logs).unwrap().1)
+            .unwrap()
+            .entries,
+        0
+    );
 }
 
 /// A batch whose entries the server never saw is refused with a clear error, not decoded wrongly.
@@ -156,7 +175,10 @@ fn truncations_and_corruptions_are_errors() {
         for i in 0..b.len() {
             let mut bad = b.clone();
             bad[i] ^= 0x41;
-            assert!(GlobalDictionary::default().decode(&bad).is_err(), "flip at {i} accepted");
+            assert!(
+                GlobalDictionary::default().decode(&bad).is_err(),
+                "flip at {i} accepted"
+            );
         }
     }
     let err = GlobalDictionary::default().decode(b"FATB\x09").unwrap_err();
