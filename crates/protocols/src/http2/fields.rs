@@ -27,6 +27,8 @@ pub struct Summary {
     pub traceparent: Option<String>,
     /// `x-request-id`.
     pub x_request_id: Option<String>,
+    /// A `grpc-*` header was seen (`grpc-timeout`, `grpc-encoding`, `grpc-status`...).
+    pub grpc_header: bool,
     /// Fields seen in the block (all of them, not only the ones kept).
     pub fields: usize,
 }
@@ -35,6 +37,9 @@ impl Summary {
     /// Look at one decoded field; the first occurrence of each header wins.
     pub fn observe(&mut self, name: &[u8], value: &[u8], max_len: usize) {
         self.fields += 1;
+        if name.starts_with(b"grpc-") {
+            self.grpc_header = true;
+        }
         let keep = |slot: &mut Option<String>| {
             if slot.is_none() {
                 *slot = Some(lossy(value, max_len));

@@ -106,6 +106,8 @@ struct Stream {
     pushed: bool,
     /// Request headers were seen (HEADERS from the client, or the PUSH_PROMISE block).
     req_seen: bool,
+    /// Some request header fields could not be decoded (dynamic table unknown).
+    req_unknown: bool,
     req: Summary,
     resp: Summary,
     halves: [Half; 2],
@@ -118,6 +120,7 @@ impl Stream {
             id,
             pushed: false,
             req_seen: false,
+            req_unknown: false,
             req: Summary::default(),
             resp: Summary::default(),
             halves: [Half::default(); 2],
@@ -125,11 +128,23 @@ impl Stream {
         }
     }
 
-    fn is_grpc(&self) -> bool {
-        self.req
-            .grpc_content_type
-            .or(self.resp.grpc_content_type)
-            .unwrap_or(false)
+    /// Whether the stream is a gRPC call: `None` when the headers that would tell could not be decoded.
+    fn is_grpc(&self) -> Option<bool> {
+        let ct = self.req.grpc_content_type.or(self.resp.grpc_content_type);
+        if ct == Some(true) || self.req.grpc_header || self.resp.grpc_header {
+            return Some(true);
+        }
+        if ct == Some(false) {
+            return Some(false);
+        }
+        if self.req.method.as_deref().is_some_and(|m| m != "POST") {
+            // gRPC calls are always POST.
+            return Some(false);
+        }
+        if self.req_seen && !self.req_unknown {
+            return Some(false);
+        }
+        None
     }
 
     /// Merge a response header block (headers, then trailers). Informational (1xx) blocks are not the response.
@@ -141,6 +156,7 @@ impl Stream {
         r.status = r.status.or(s.status);
         r.grpc_content_type = r.grpc_content_type.or(s.grpc_content_type);
         r.grpc_status = r.grpc_status.or(s.grpc_status);
+        r.grpc_header |= s.grpc_header;
         if r.grpc_message.is_none() {
             r.grpc_message = s.grpc_message;
         }
@@ -151,11 +167,11 @@ impl Stream {
     }
 
     fn protocol(&self) -> Option<L7Protocol> {
-        self.is_grpc().then_some(L7Protocol::Grpc)
+        (self.is_grpc() == Some(true)).then_some(L7Protocol::Grpc)
     }
 
     fn request_info(&self) -> LogInfo {
-        let grpc = self.is_grpc();
+        let grpc = self.is_grpc() == Some(true);
         let r = &self.req;
         let (trace_id, span_id) = trace_context(r.traceparent.as_deref());
         LogInfo {
@@ -181,24 +197,28 @@ impl Stream {
 
     fn response_info(&self) -> LogInfo {
         let r = &self.resp;
-        let (code, status, exception) = if self.is_grpc() {
-            let code = r.grpc_status.or_else(|| {
-                r.status
-                    .filter(|s| *s != 200)
-                    .map(|s| GrpcCode::from_http(s).0)
-            });
-            match code {
-                Some(c) => {
-                    let exc = (c != 0).then(|| match &r.grpc_message {
-                        Some(m) if !m.is_empty() => m.clone(),
-                        _ => GrpcCode(c).as_str().to_string(),
-                    });
-                    (Some(c), grpc_status(c), exc)
+        let (code, status, exception) = match self.is_grpc() {
+            // A POST whose content-type could not be decoded: is `:status` the answer, or a `grpc-status` that
+            // could not be decoded either? Neither code nor outcome is reported rather than guessed.
+            None => (None, ResponseStatus::Unknown, None),
+            Some(true) => {
+                let code = r.grpc_status.or_else(|| {
+                    r.status
+                        .filter(|s| *s != 200)
+                        .map(|s| GrpcCode::from_http(s).0)
+                });
+                match code {
+                    Some(c) => {
+                        let exc = (c != 0).then(|| match &r.grpc_message {
+                            Some(m) if !m.is_empty() => m.clone(),
+                            _ => GrpcCode(c).as_str().to_string(),
+                        });
+                        (Some(c), grpc_status(c), exc)
+                    }
+                    None => (None, ResponseStatus::Unknown, None),
                 }
-                None => (None, ResponseStatus::Unknown, None),
             }
-        } else {
-            match r.status {
+            Some(false) => match r.status {
                 Some(s) => {
                     let st = http_status(s);
                     let exc = st
@@ -208,7 +228,7 @@ impl Stream {
                     (Some(i64::from(s)), st, exc)
                 }
                 None => (None, ResponseStatus::Unknown, None),
-            }
+            },
         };
         LogInfo {
             protocol: self.protocol(),
@@ -324,6 +344,7 @@ impl Http2Flow {
                 let mut s = Stream::new(promised);
                 s.pushed = true;
                 s.req_seen = true;
+                s.req_unknown = outcome.unknown > 0;
                 s.req = sum;
                 s.halves[SERVER].add(blk.start, end, blk.bytes);
                 self.insert(s, out);
@@ -337,6 +358,7 @@ impl Http2Flow {
                     s.halves[CLIENT].add(blk.start, end, blk.bytes);
                     if !s.req_seen && !s.pushed {
                         s.req_seen = true;
+                        s.req_unknown = outcome.unknown > 0;
                         s.req = sum;
                     }
                 }
@@ -344,6 +366,7 @@ impl Http2Flow {
                     self.max_client_stream = id;
                     let mut s = Stream::new(id);
                     s.req_seen = true;
+                    s.req_unknown = outcome.unknown > 0;
                     s.req = sum;
                     s.halves[CLIENT].add(blk.start, end, blk.bytes);
                     self.insert(s, out);

@@ -509,6 +509,39 @@ fn mid_stream_join_never_emits_a_wrong_header() {
 }
 
 #[test]
+fn grpc_mid_stream_join_never_emits_a_wrong_header() {
+    let conv = capture("grpc.pcap", 15051);
+    let all = truth("grpc.jsonl");
+    for k in 1..conv.len() {
+        for drop in [0usize, 3, 9] {
+            let mut v: Vec<StreamChunk> = conv[k..].to_vec();
+            if v[0].bytes.len() <= drop {
+                continue;
+            }
+            v[0].bytes = v[0].bytes.slice(drop..);
+            let (logs, _) = run(&v);
+            for l in &logs {
+                assert_not_wrong(&all, l);
+                // A gRPC status is only reported when grpc-status itself was decoded; a call that could not be
+                // recognised as gRPC reports no code and no outcome.
+                if let Some(code) = l.response_code {
+                    assert!(code == 0 || code == 5, "{l:?}");
+                }
+                if l.l7_protocol != L7Protocol::Grpc {
+                    assert!(
+                        matches!(
+                            l.response_status,
+                            ResponseStatus::Unknown | ResponseStatus::Timeout
+                        ),
+                        "{l:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn gap_in_the_middle_never_emits_a_wrong_header() {
     let conv = httpx_conversation();
     let all = truth("http2.jsonl");
