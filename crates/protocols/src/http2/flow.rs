@@ -22,8 +22,11 @@ use fathom_model::{Direction, L7Protocol, ResponseStatus};
 
 const CLIENT: usize = 0;
 const SERVER: usize = 1;
-/// Largest frame size followed when looking for a frame boundary (RFC 9113's ceiling is 2^24 - 1).
+/// RFC 9113's ceiling for SETTINGS_MAX_FRAME_SIZE (2^24 - 1) plus one.
 const MAX_SYNC_FRAME: u32 = 1 << 24;
+/// Largest frame accepted as a resynchronisation point: a boundary announcing a bigger frame would keep bytes
+/// buffered for too long; resynchronisation then happens on a later, smaller frame.
+const SYNC_FRAME_CAP: u32 = 1 << 16;
 
 /// A header block being assembled (HEADERS or PUSH_PROMISE, then CONTINUATION frames).
 #[derive(Debug)]
@@ -656,7 +659,7 @@ impl FlowParser for Http2Flow {
                 continue;
             }
             if !dir.synced {
-                match find_sync(&data[pos..], dir.max_frame) {
+                match find_sync(&data[pos..], dir.max_frame.min(SYNC_FRAME_CAP)) {
                     Sync::At(i) => {
                         pos += i;
                         dir.synced = true;
