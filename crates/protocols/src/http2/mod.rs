@@ -37,6 +37,9 @@
 //! (stream id and length rules); header blocks larger than [`crate::Limits::max_message_len`] are refused
 //! (`TooLarge`, the direction then resynchronises like after a gap); DATA payloads are never buffered; at most
 //! [`crate::Limits::max_exchanges_in_flight`] streams are tracked per connection (the oldest is evicted).
+//! Every field of a header block is decoded (the dynamic table depends on all of them) but only the ten or so
+//! headers a log needs are kept, so [`crate::Limits::max_headers`] does not apply; kept values are truncated to
+//! [`crate::Limits::max_field_len`].
 //!
 //! # Framework notes
 //! - The request message is emitted at the client's END_STREAM (so `captured_request_byte` counts its DATA),
