@@ -6,14 +6,14 @@
 //! side resets the stream. Server-pushed streams (PUSH_PROMISE) are one-way logs: the promised request and the
 //! pushed response, both sent by the server.
 
-use super::fields::{
-    endpoint, grpc_status, http_status, reason_phrase, trace_context, GrpcCode, Summary,
-};
+use super::fields::{grpc_status, http_status, reason_phrase, GrpcCode, Summary};
 use super::frame::{
     find_sync, flags, ErrorCode, FrameHeader, FrameType, SettingId, Sync, DEFAULT_MAX_FRAME_SIZE,
     HEADER_LEN, PREFACE,
 };
 use super::hpack::HpackState;
+use crate::tracectx::TraceConfig;
+use crate::util::url_endpoint;
 use crate::{
     Correlation, FlowParser, Limits, LogInfo, Message, MessageKind, ParseCtx, ParseError,
     ParseErrorKind,
@@ -115,10 +115,12 @@ struct Stream {
     resp: Summary,
     halves: [Half; 2],
     req_emitted: bool,
+    /// Longest endpoint kept.
+    max_field: usize,
 }
 
 impl Stream {
-    fn new(id: u32) -> Stream {
+    fn new(id: u32, max_field: usize) -> Stream {
         Stream {
             id,
             pushed: false,
@@ -128,6 +130,7 @@ impl Stream {
             resp: Summary::default(),
             halves: [Half::default(); 2],
             req_emitted: false,
+            max_field,
         }
     }
 
@@ -163,8 +166,8 @@ impl Stream {
         if r.grpc_message.is_none() {
             r.grpc_message = s.grpc_message;
         }
-        if r.x_request_id.is_none() {
-            r.x_request_id = s.x_request_id;
+        if r.trace.x_request_id.is_none() {
+            r.trace.x_request_id = s.trace.x_request_id;
         }
         r.fields += s.fields;
     }
@@ -176,7 +179,6 @@ impl Stream {
     fn request_info(&self) -> LogInfo {
         let grpc = self.is_grpc() == Some(true);
         let r = &self.req;
-        let (trace_id, span_id) = trace_context(r.traceparent.as_deref());
         LogInfo {
             protocol: self.protocol(),
             version: Some("2".into()),
@@ -187,13 +189,14 @@ impl Stream {
                 if grpc {
                     p.split('?').next().unwrap_or(p).to_string()
                 } else {
-                    endpoint(p)
+                    url_endpoint(p, self.max_field)
                 }
             }),
             request_id: Some(u64::from(self.id)),
-            trace_id,
-            span_id,
-            x_request_id: r.x_request_id.clone(),
+            trace_id: r.trace.trace_id.clone(),
+            span_id: r.trace.span_id.clone(),
+            parent_span_id: r.trace.parent_span_id.clone(),
+            x_request_id: r.trace.x_request_id.clone(),
             ..LogInfo::default()
         }
     }
@@ -240,7 +243,7 @@ impl Stream {
             response_code: code,
             response_status: Some(status),
             response_exception: exception,
-            x_request_id: r.x_request_id.clone(),
+            x_request_id: r.trace.x_request_id.clone(),
             ..LogInfo::default()
         }
     }
@@ -255,6 +258,7 @@ pub struct Http2Flow {
     max_streams: usize,
     max_block: usize,
     max_field: usize,
+    trace: TraceConfig,
     preface_seen: bool,
     /// Highest client-initiated stream id opened so far (streams only open upwards).
     max_client_stream: u32,
@@ -270,6 +274,7 @@ impl Http2Flow {
             max_streams: limits.max_exchanges_in_flight.max(1),
             max_block: limits.max_message_len,
             max_field: limits.max_field_len,
+            trace: TraceConfig::default(),
             preface_seen: false,
             max_client_stream: 0,
         }
@@ -334,9 +339,11 @@ impl Http2Flow {
     fn finish_block(&mut self, d: usize, blk: Block, end: u64, out: &mut Vec<Message>) {
         let mut sum = Summary::default();
         let max = self.max_field;
+        let trace = &self.trace;
         let outcome = self.dirs[d]
             .hpack
-            .decode(&blk.buf, &mut |n, v| sum.observe(n, v, max));
+            .decode(&blk.buf, &mut |n, v| sum.observe(n, v, max, trace));
+        sum.resolve_trace(trace);
         if outcome.truncated {
             // Not HPACK (a corrupted block, or a false frame boundary after a gap): use none of it.
             return;
@@ -344,7 +351,7 @@ impl Http2Flow {
         let id = blk.stream_id;
         if let Some(promised) = blk.promised {
             if d == SERVER && promised != 0 && promised % 2 == 0 && self.find(promised).is_none() {
-                let mut s = Stream::new(promised);
+                let mut s = Stream::new(promised, self.max_field);
                 s.pushed = true;
                 s.req_seen = true;
                 s.req_unknown = outcome.unknown > 0;
@@ -367,7 +374,7 @@ impl Http2Flow {
                 }
                 None if opens => {
                     self.max_client_stream = id;
-                    let mut s = Stream::new(id);
+                    let mut s = Stream::new(id, self.max_field);
                     s.req_seen = true;
                     s.req_unknown = outcome.unknown > 0;
                     s.req = sum;
@@ -387,7 +394,7 @@ impl Http2Flow {
                     // The request was never seen (capture joined mid-connection): the response alone is
                     // reported, and the session counts it as an orphan.
                     self.max_client_stream = id;
-                    let mut s = Stream::new(id);
+                    let mut s = Stream::new(id, self.max_field);
                     s.halves[SERVER].add(blk.start, end, blk.bytes);
                     s.response_block(sum);
                     self.insert(s, out);

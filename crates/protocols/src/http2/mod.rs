@@ -44,8 +44,9 @@
 //! # Framework notes
 //! - The request message is emitted at the client's END_STREAM (so `captured_request_byte` counts its DATA),
 //!   or earlier when the stream completes or is reset first, or at the close of the connection.
-//! - Trace context: only `traceparent` and `x-request-id` are read, by a local helper
-//!   (`fields::trace_context`), until a shared trace-context helper exists in the crate.
+//! - Trace context (W3C, B3, Jaeger, SkyWalking) and `x-request-id` come from the crate's shared
+//!   [`crate::tracectx`], and HTTP endpoints from [`crate::util::url_endpoint`] (the same rules as HTTP/1);
+//!   a gRPC endpoint is its `/package.Service/Method` path.
 
 mod fields;
 mod flow;
