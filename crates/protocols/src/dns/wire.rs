@@ -265,7 +265,7 @@ impl Header {
         self.flags & 0x0200 != 0
     }
 
-    /// The 4-bit header rcode (see [`Message::rcode`] for the EDNS-extended one).
+    /// The 4-bit header rcode (the EDNS-extended rcode comes from the OPT record).
     pub const fn rcode(&self) -> Rcode {
         Rcode(self.flags & 0xf)
     }
