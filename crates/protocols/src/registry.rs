@@ -12,7 +12,6 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::dns::DnsParser));
     #[cfg(feature = "proto-tls")]
     parsers.push(Arc::new(crate::tls::TlsParser));
-#[allow(clippy::vec_init_then_push)]
     #[cfg(feature = "proto-mysql")]
     parsers.push(Arc::new(crate::mysql::MysqlParser));
     #[cfg(feature = "proto-postgresql")]
@@ -21,7 +20,6 @@ pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     parsers.push(Arc::new(crate::redis::RedisParser));
     #[cfg(feature = "proto-kafka")]
     parsers.push(Arc::new(crate::kafka::KafkaParser));
-#[allow(clippy::vec_init_then_push)] // one cfg-gated push per protocol feature
     #[cfg(feature = "proto-dubbo")]
     parsers.push(Arc::new(crate::dubbo::DubboParser));
     #[cfg(feature = "proto-mqtt")]
