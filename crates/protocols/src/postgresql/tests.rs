@@ -395,7 +395,7 @@ fn gssenc_refused_and_cancel_request_are_not_logs() {
     // GSSENCRequest answered 'N', then the capture's SSLRequest / startup / queries continue.
     let mut segs: Vec<(bool, &[u8])> =
         vec![(true, b"\x00\x00\x00\x08\x04\xd2\x16\x30"), (false, b"N")];
-    segs.extend_from_slice(&fixtures::PSQL_TWO[..]);
+    segs.extend_from_slice(fixtures::PSQL_TWO);
     let logs = run(&segs);
     assert_eq!(types(&logs), ["Query"]);
     // A CancelRequest connection: nothing to log.
