@@ -80,79 +80,24 @@ pub struct Encoder {
     zstd_level: Option<i32>,
     body: Vec<u8>,
     col: Vec<u8>,
-    tag_cache: TagSetCache,
-}
-
-/// Most distinct tag sets remembered across batches (then the cache starts over).
-const MAX_CACHED_TAG_SETS: usize = 1 << 16;
-
-/// Tag sets seen before, by content hash, with their ids: a log whose tags equal a cached set costs one hash
-/// of its tag bytes and a comparison, instead of a dictionary lookup per key and per value.
-#[derive(Default)]
-struct TagSetCache {
-    by_hash: HashMap<u64, Vec<u32>>,
-    /// Per cached set: its strings (to verify a hash hit) and its (key, value) ids.
-    sets: Vec<(Vec<(String, String)>, Vec<(u32, u32)>)>,
-    hasher: hashbrown::DefaultHashBuilder,
-}
-
-impl TagSetCache {
-    fn index_of(
-        &mut self,
-        dict: &mut Dictionary,
-        tags: &std::collections::BTreeMap<String, String>,
-    ) -> u32 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = self.hasher.build_hasher();
-        for (k, v) in tags {
-            h.write(k.as_bytes());
-            h.write_u8(0xff);
-            h.write(v.as_bytes());
-            h.write_u8(0xfe);
-        }
-        let hash = h.finish();
-        if let Some(cands) = self.by_hash.get(&hash) {
-            for &i in cands {
-                let (strings, _) = &self.sets[i as usize];
-                if strings.len() == tags.len()
-                    && strings
-                        .iter()
-                        .zip(tags)
-                        .all(|((a, b), (k, v))| a == k && b == v)
-                {
-                    return i;
-                }
-            }
-        }
-        let ids = tags
-            .iter()
-            .map(|(k, v)| {
-                let key = dict.key_id(k);
-                (key.0, dict.value_id(key, v).0)
-            })
-            .collect();
-        let strings = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let i = self.sets.len() as u32;
-        self.sets.push((strings, ids));
-        self.by_hash.entry(hash).or_default().push(i);
-        i
-    }
-
-    /// Start over when full; only between batches, since a batch refers to cached sets by index.
-    fn trim(&mut self) {
-        if self.sets.len() >= MAX_CACHED_TAG_SETS {
-            self.by_hash.clear();
-            self.sets.clear();
-        }
-    }
-
-    fn ids(&self, i: u32) -> &[(u32, u32)] {
-        self.sets.get(i as usize).map_or(&[], |(_, ids)| ids)
-    }
 }
 
 /// Most unacknowledged batches remembered; older ones are forgotten (their entries will simply be re-sent).
 const MAX_IN_FLIGHT: usize = 1024;
+
+/// Most distinct tag keys in one batch.
+pub const MAX_TAG_KEYS: usize = 4096;
+
+/// One cached tag position: consecutive logs usually carry the same keys in the same (sorted) order, and often
+/// the same values, so a memcmp against the previous row replaces most dictionary lookups.
+#[derive(Default)]
+struct TagSlot<'a> {
+    key: &'a str,
+    key_id: u32,
+    column: usize,
+    value: &'a str,
+    value_id: u32,
+}
 
 impl Encoder {
     /// An encoder with an in-memory dictionary.
@@ -177,7 +122,6 @@ impl Encoder {
             zstd_level: None,
             body: Vec::new(),
             col: Vec::new(),
-            tag_cache: TagSetCache::default(),
         }
     }
 
@@ -226,18 +170,17 @@ impl Encoder {
             });
         }
         let n = logs.len();
-        self.tag_cache.trim();
         // 1. Dictionary ids for every low-cardinality field and tag. Consecutive rows repeat most fields, so each
-        //    column remembers its previous string and id (a memcmp instead of a hash lookup); whole tag sets are
-        //    cached by content hash across batches.
+        //    column (and each tag position) remembers its previous string and id: a memcmp instead of a hash.
         let dict = self.dict.get();
         let fk = Dictionary::field_key;
-        let mut dict_cols: Vec<Vec<u32>> = vec![Vec::with_capacity(n); 11];
-        let mut last: [(String, u32); 11] = Default::default();
-        let mut tag_sets: HashMap<u32, u32> = HashMap::new(); // cached set index -> batch set index
-        let mut tag_set_list: Vec<u32> = Vec::new(); // batch set index -> cached set index
-        let mut tag_idx: Vec<u32> = Vec::with_capacity(n);
-        for log in logs {
+        let mut dict_cols: Vec<Vec<u32>> = (0..11).map(|_| Vec::with_capacity(n)).collect();
+        let mut last: [(&str, u32); 11] = [("", 0); 11];
+        // Tags: one column of value ids per key present in the batch (0 = absent on that row).
+        let mut tag_cols: Vec<(u32, Vec<u32>)> = Vec::new();
+        let mut tag_col_of: HashMap<u32, usize> = HashMap::new();
+        let mut tag_slots: Vec<TagSlot<'_>> = Vec::new();
+        for (row, log) in logs.iter().enumerate() {
             let cols: [(usize, Option<&str>); 11] = [
                 (F_PROTO, Some(log.l7_protocol.as_str())),
                 (F_VERSION, log.version.as_deref()),
@@ -256,23 +199,38 @@ impl Encoder {
             {
                 let id = match value {
                     None => 0,
-                    Some(v) if *last_id != 0 && last_s == v => *last_id,
+                    Some(v) if *last_id != 0 && *last_s == v => *last_id,
                     Some(v) => {
                         let id = dict.value_id(fk(field), v).0;
-                        last_s.clear();
-                        last_s.push_str(v);
+                        *last_s = v;
                         *last_id = id;
                         id
                     }
                 };
                 dict_cols[c].push(id);
             }
-            let cached = self.tag_cache.index_of(dict, &log.tags);
-            let idx = *tag_sets.entry(cached).or_insert_with(|| {
-                tag_set_list.push(cached);
-                tag_set_list.len() as u32 - 1
-            });
-            tag_idx.push(idx);
+            for (pos, (k, v)) in log.tags.iter().enumerate() {
+                if tag_slots.len() <= pos {
+                    tag_slots.push(TagSlot::default());
+                }
+                let slot = &mut tag_slots[pos];
+                if slot.key_id == 0 || slot.key != k.as_str() {
+                    slot.key = k;
+                    slot.key_id = dict.key_id(k).0;
+                    slot.column = *tag_col_of.entry(slot.key_id).or_insert_with(|| {
+                        tag_cols.push((slot.key_id, Vec::with_capacity(n)));
+                        tag_cols.len() - 1
+                    });
+                    slot.value_id = 0;
+                }
+                if slot.value_id == 0 || slot.value != v.as_str() {
+                    slot.value_id = dict.value_id(TagKeyId(slot.key_id), v).0;
+                    slot.value = v;
+                }
+                let col = &mut tag_cols[slot.column].1;
+                col.resize(row, 0);
+                col.push(slot.value_id);
+            }
         }
         // 2. New entries must be durable before they leave.
         if let DictHandle::Persistent(p) = &mut self.dict {
@@ -363,16 +321,12 @@ impl Encoder {
             put_text(body, col, logs.iter().map(f));
         }
         col.clear();
-        put_u64(col, tag_set_list.len() as u64);
-        for &cached in &tag_set_list {
-            let set = self.tag_cache.ids(cached);
-            put_u64(col, set.len() as u64);
-            for &(k, v) in set {
-                put_u64(col, u64::from(k));
-                put_u64(col, u64::from(v));
-            }
+        put_u64(col, tag_cols.len() as u64);
+        for (key, ids) in &mut tag_cols {
+            ids.resize(n, 0);
+            put_u64(col, u64::from(*key));
+            put_runs(col, ids.iter().copied());
         }
-        put_runs(col, tag_idx.iter().copied());
         put_bytes(body, col);
 
         if body.len() > MAX_BODY_BYTES {
@@ -437,18 +391,32 @@ fn merge_marks(acked: &mut Vec<u32>, marks: &[u32]) {
 }
 
 /// Run-length encoding: number of runs, then (length, value) pairs.
-fn put_runs(out: &mut Vec<u8>, values: impl Iterator<Item = u32>) {
-    let mut runs: Vec<(u32, u32)> = Vec::new();
-    for v in values {
-        match runs.last_mut() {
-            Some((len, last)) if *last == v => *len += 1,
-            _ => runs.push((1, v)),
+fn put_runs(out: &mut Vec<u8>, values: impl Iterator<Item = u32> + Clone) {
+    let mut count = 0u64;
+    let mut prev = None;
+    for v in values.clone() {
+        if prev != Some(v) {
+            count += 1;
+            prev = Some(v);
         }
     }
-    put_u64(out, runs.len() as u64);
-    for (len, v) in runs {
-        put_u64(out, u64::from(len));
-        put_u64(out, u64::from(v));
+    put_u64(out, count);
+    let mut run: Option<(u32, u64)> = None;
+    for v in values {
+        match &mut run {
+            Some((last, len)) if *last == v => *len += 1,
+            _ => {
+                if let Some((last, len)) = run {
+                    put_u64(out, len);
+                    put_u64(out, u64::from(last));
+                }
+                run = Some((v, 1));
+            }
+        }
+    }
+    if let Some((last, len)) = run {
+        put_u64(out, len);
+        put_u64(out, u64::from(last));
     }
 }
 
@@ -495,7 +463,7 @@ fn put_text<'a>(
     for s in &uniq {
         put_bytes(col, s.as_bytes());
     }
-    put_runs(col, idx.into_iter());
+    put_runs(col, idx.iter().copied());
     put_bytes(body, col);
 }
 
@@ -885,27 +853,19 @@ fn decode_rows(
     for _ in 0..8 {
         texts.push(cols.text()?);
     }
-    // Tag sets.
+    // Tags: per key, a run-length encoded column of value ids.
     let mut c = cols.column()?;
-    let nsets = c.count(rows.max(1), "more tag sets than rows")?;
-    let mut sets: Vec<Vec<(String, String)>> = Vec::with_capacity(nsets);
-    for _ in 0..nsets {
-        let n = c.count(MAX_TAGS_PER_ROW, "more tags than MAX_TAGS_PER_ROW")?;
-        let mut set = Vec::with_capacity(n);
-        for _ in 0..n {
-            let at = c.offset();
-            let k = c.u32()?;
-            let v = c.u32()?;
-            let key = resolve_key(dict, agent, k, at)?;
-            let val = resolve(dict, agent, k, v, at)?.unwrap_or_default();
-            set.push((key.to_string(), val));
-        }
-        sets.push(set);
+    let nkeys = c.count(MAX_TAG_KEYS, "more tag keys than MAX_TAG_KEYS")?;
+    let mut tag_cols: Vec<(String, Vec<u32>, u32)> = Vec::with_capacity(nkeys);
+    for _ in 0..nkeys {
+        let at = c.offset();
+        let k = c.u32()?;
+        let key = resolve_key(dict, agent, k, at)?.to_string();
+        let ids = cols.runs(&mut c)?;
+        tag_cols.push((key, ids, k));
     }
-    let set_at = c.offset();
-    let tag_idx = cols.runs(&mut c)?;
     end(&c)?;
-
+    let tag_at = c.offset();
     let local_key = |field: usize| Dictionary::field_key(field).0;
     let mut logs = Vec::with_capacity(rows);
     let mut t = 0i64;
@@ -931,16 +891,12 @@ fn decode_rows(
         t = t.wrapping_add(unzigzag(starts[i]));
         let start = t as u64;
         let end_t = (t.wrapping_add(unzigzag(lens[i]))) as u64;
-        let tags_i = tag_idx[i] as usize;
-        let tags = sets
-            .get(tags_i)
-            .ok_or(DecodeError::BadValue {
-                offset: set_at,
-                what: "tag set index out of range",
-            })?
-            .iter()
-            .cloned()
-            .collect();
+        let mut tags = std::collections::BTreeMap::new();
+        for (key, ids, k) in &tag_cols {
+            if let Some(v) = resolve(dict, agent, *k, ids[i], tag_at)? {
+                tags.insert(key.clone(), v);
+            }
+        }
         let mut text = texts.iter().map(|c| c[i].clone());
         let mut next_text = || text.next().flatten();
         logs.push(RequestLog {

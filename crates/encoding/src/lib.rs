@@ -54,7 +54,7 @@ mod varint;
 
 pub use batch::{
     DecodedBatch, Encoder, GlobalDictionary, SyncMode, HEADER_LEN, MAGIC, MAX_AGENTS,
-    MAX_BODY_BYTES, MAX_ENTRIES, MAX_ROWS, MAX_TAGS_PER_ROW, VERSION,
+    MAX_BODY_BYTES, MAX_ENTRIES, MAX_ROWS, MAX_TAGS_PER_ROW, MAX_TAG_KEYS, VERSION,
 };
 pub use dict::{Dictionary, Entry, TagKeyId, TagValueId, FIELD_KEYS, OVERFLOW_VALUE};
 pub use error::{DecodeError, EncodeError, StoreError};
