@@ -264,6 +264,12 @@ struct Conv {
     next_id: u64,
     /// Turn compression on in both directions after the current server packet.
     compress_after_auth: bool,
+    /// `CLIENT_DEPRECATE_EOF` as learned from result sets when the handshake was not seen.
+    learned_deprecate_eof: Option<bool>,
+    /// End offset of the last server packet.
+    server_last_end: u64,
+    /// Responses found complete one packet late (released before the current packet's messages).
+    ready: Vec<Message>,
 }
 
 /// Per-flow MySQL state.
@@ -301,6 +307,9 @@ impl MysqlFlow {
                 cmd_msg: None,
                 next_id: 0,
                 compress_after_auth: false,
+                learned_deprecate_eof: None,
+                server_last_end: 0,
+                ready: Vec::new(),
             },
             max_buffer: limits.max_buffer_bytes,
         }
@@ -534,7 +543,11 @@ impl FlowParser for MysqlFlow {
 
 impl Conv {
     fn deprecate_eof(&self) -> bool {
-        self.client_caps & self.server_caps & caps::DEPRECATE_EOF != 0
+        if self.client_caps != 0 && self.server_caps != 0 {
+            self.client_caps & self.server_caps & caps::DEPRECATE_EOF != 0
+        } else {
+            self.learned_deprecate_eof.unwrap_or(false)
+        }
     }
 
     fn next_id(&mut self) -> u64 {
@@ -603,6 +616,8 @@ impl Conv {
                 }
             }
             Direction::ServerToClient => {
+                out.append(&mut self.ready);
+                self.server_last_end = end;
                 if self.resp.as_ref().is_some_and(|r| r.done) {
                     if let Some(r) = self.resp.take() {
                         out.push(self.response_message(r, end));
@@ -827,6 +842,23 @@ impl Conv {
             }
             Stage::Command => {}
         }
+        // Without the handshake, whether an EOF follows the definitions of a PREPARE OK is learned: when the
+        // packet expected to be that EOF is something else, the response ended with the previous packet.
+        if let Some(r) = self.resp.as_ref() {
+            let eof_expected =
+                matches!(r.state, RState::PrepParamsEof { .. } | RState::PrepColsEof);
+            let is_eof = b0 == Some(0xfe) && len < 9;
+            if eof_expected && !is_eof {
+                if let Some(r) = self.resp.take() {
+                    let msg = self.response_message(r, self.server_last_end);
+                    self.ready.push(msg);
+                }
+                self.learned_deprecate_eof = Some(true);
+                if seq != 1 {
+                    return;
+                }
+            }
+        }
         if self.resp.is_none() {
             let Some(cmd) = self.pending.pop_front() else {
                 return; // unsolicited (or mid-stream): nothing to pair with
@@ -854,6 +886,7 @@ impl Conv {
         let is_eof = b0 == 0xfe && len < 9;
         let is_terminator = b0 == 0xfe && len < MAX_PACKET;
         let mut new_statement = None;
+        let mut learned = None;
         if is_err {
             if let Some((code, msg)) = wire::err_packet(p) {
                 r.error = Some((code, lossy(msg, max_field)));
@@ -939,6 +972,7 @@ impl Conv {
                 };
             }
             RState::ColsEof { binary } => {
+                learned = Some(!is_eof);
                 if is_eof {
                     let st = wire::eof_status(p);
                     if binary && st & status::CURSOR_EXISTS != 0 {
@@ -993,6 +1027,9 @@ impl Conv {
                 }
                 r.done = true;
             }
+        }
+        if learned.is_some() && (self.client_caps == 0 || self.server_caps == 0) {
+            self.learned_deprecate_eof = learned;
         }
         if let Some(s) = new_statement {
             self.statements.retain(|(id, _)| *id != s.0);

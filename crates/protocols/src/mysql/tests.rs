@@ -456,3 +456,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn prepare_without_handshake_learns_deprecate_eof() {
+    // Mid-stream (no handshake seen), CLIENT_DEPRECATE_EOF in force: the PREPARE OK's definitions are not
+    // followed by an EOF. The next response shows it, and both commands still pair right.
+    let prep = packet(0, b"\x16SELECT ?");
+    let mut ok = packet(1, b"\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00");
+    ok.extend(packet(
+        2,
+        b"\x03def\x00\x00\x00\x01?\x00\x0c?\x00\x00\x00\x00\x00\xfd\x80\x00\x00\x00\x00",
+    ));
+    let exec = packet(
+        0,
+        b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\xfd\x00\x011",
+    );
+    let mut rs = packet(1, b"\x01");
+    rs.extend(packet(
+        2,
+        b"\x03def\x00\x00\x00\x01?\x00\x0c?\x00\x00\x00\x00\x00\xfd\x80\x00\x00\x00\x00",
+    ));
+    rs.extend(packet(3, b"\x00\x00\x011"));
+    rs.extend(packet(4, b"\xfe\x00\x00\x02\x00\x00\x00"));
+    let segs: Vec<(bool, &[u8])> = vec![(true, &prep), (false, &ok), (true, &exec), (false, &rs)];
+    let logs = run(&segs);
+    assert_eq!(types(&logs), ["COM_STMT_PREPARE", "COM_STMT_EXECUTE"]);
+    assert_eq!(logs[0].response_result.as_deref(), Some("statement_id=1"));
+    assert_eq!(logs[0].captured_response_byte, ok.len() as u64);
+    assert_eq!(logs[1].request_resource.as_deref(), Some("SELECT ?"));
+    assert_eq!(logs[1].response_result.as_deref(), Some("rows=1"));
+    assert_eq!(logs[1].captured_response_byte, rs.len() as u64);
+}

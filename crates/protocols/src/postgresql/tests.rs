@@ -371,3 +371,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn oversized_message_is_too_large() {
+    let limits = Limits::default();
+    let mut f = PgFlow::new(&limits);
+    let key = flow();
+    let ctx = ParseCtx {
+        direction: Direction::ClientToServer,
+        flow: &key,
+        stream_offset: 0,
+        time_us: 0,
+        limits: &limits,
+        datagram: false,
+    };
+    let mut out = Vec::new();
+    let r = f.parse(b"Q\x7f\x00\x00\x00SELECT", &ctx, &mut out);
+    assert_eq!(r.map_err(|e| e.kind), Err(ParseErrorKind::TooLarge));
+}
+
+#[test]
+fn gssenc_refused_and_cancel_request_are_not_logs() {
+    // GSSENCRequest answered 'N', then the capture's SSLRequest / startup / queries continue.
+    let mut segs: Vec<(bool, &[u8])> =
+        vec![(true, b"\x00\x00\x00\x08\x04\xd2\x16\x30"), (false, b"N")];
+    segs.extend_from_slice(fixtures::PSQL_TWO);
+    let logs = run(&segs);
+    assert_eq!(types(&logs), ["Query"]);
+    // A CancelRequest connection: nothing to log.
+    let cancel: Vec<(bool, &[u8])> = vec![(
+        true,
+        b"\x00\x00\x00\x10\x04\xd2\x16\x2e\x00\x00\x12\x34\x56\x78\x9a\xbc",
+    )];
+    let (logs, stats) = run_split(&cancel, None);
+    assert!(logs.is_empty());
+    assert_eq!(stats.flows_detected.get("postgresql"), Some(&1));
+}
