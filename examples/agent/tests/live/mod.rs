@@ -9,8 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// True when running as root with every program in `programs` present; prints why a test is skipped.
+/// True when running as root with every program in `programs` present; prints why a test is skipped. With
+/// `FATHOM_REQUIRE_LIVE` set (as CI does), a missing prerequisite fails the test instead of skipping it.
 pub fn can_run(test: &str, programs: &[&str]) -> bool {
+    let ok = prerequisites(test, programs);
+    assert!(
+        ok || std::env::var_os("FATHOM_REQUIRE_LIVE").is_none(),
+        "{test}: FATHOM_REQUIRE_LIVE is set but a prerequisite is missing"
+    );
+    ok
+}
+
+fn prerequisites(test: &str, programs: &[&str]) -> bool {
     let uid = Command::new("id")
         .arg("-u")
         .output()
