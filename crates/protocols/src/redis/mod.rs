@@ -79,7 +79,20 @@ impl L7Parser for RedisParser {
     }
 
     fn probe(&self, input: &ProbeInput<'_>) -> Probe {
-        probe(input.payload, input.direction)
+        let verdict = probe(input.payload, input.direction);
+        // Weak evidence (a reply, an inline line) counts only on Redis' port: "+OK" also starts POP3, and
+        // "QUIT\r\n" ends SMTP and FTP sessions. A partial array command (`*N\r\n$...` cut short) stays
+        // `Maybe` anywhere.
+        let partial_array =
+            input.direction == Direction::ClientToServer && input.payload.first() == Some(&b'*');
+        let on_port = self
+            .default_ports()
+            .iter()
+            .any(|p| *p == input.flow.port_dst || *p == input.flow.port_src);
+        if verdict == Probe::Maybe && !partial_array && !on_port {
+            return Probe::No;
+        }
+        verdict
     }
 
     fn new_flow(&self, _flow: &FlowKey, limits: &Limits) -> Box<dyn FlowParser> {
@@ -125,7 +138,8 @@ const AMBIGUOUS_INLINE: &[&[u8]] = &[b"GET", b"SET", b"QUIT", b"DEL", b"INCR", b
 
 /// Cheap detection. A client RESP array of bulk strings whose first element is a plausible command name is
 /// `Yes`; a complete upper-case inline line of a known command is `Yes` (`Maybe` for words other text protocols
-/// share, such as `GET`); an HTTP request line is `No`; a server reply is `Maybe`.
+/// share, such as `GET`); an HTTP request line is `No`; a server reply is `Maybe`. [`RedisParser`] keeps the
+/// `Maybe`s only on port 6379.
 pub fn probe(payload: &[u8], direction: Direction) -> Probe {
     match direction {
         Direction::ClientToServer => match command_start(payload, 0) {

@@ -693,3 +693,22 @@ fn zeek_client_reply_skip_while_off() {
     assert_eq!(got_sorted, want_sorted);
     assert!(logs.iter().all(|l| l.response_status.as_str() == "ok"));
 }
+
+#[test]
+fn weak_evidence_counts_only_on_the_redis_port() {
+    let mut key = flow();
+    let p = |payload: &'static [u8], dir, key: &FlowKey| {
+        RedisParser.probe(&ProbeInput {
+            payload,
+            direction: dir,
+            flow: key,
+        })
+    };
+    key.port_dst = 110;
+    assert_eq!(p(b"+OK POP3 server ready\r\n", S, &key), Probe::No);
+    assert_eq!(p(b"QUIT\r\n", C, &key), Probe::No);
+    assert_eq!(p(MAIN[0].1, C, &key), Probe::Yes);
+    key.port_dst = 6379;
+    assert_eq!(p(b"+OK\r\n", S, &key), Probe::Maybe);
+    assert_eq!(p(b"FAKE COMMAND\r\n", C, &key), Probe::Maybe);
+}
