@@ -253,7 +253,10 @@ pub(crate) struct L4Segment<'a> {
 
 /// Decode the TCP header of `l4` (`l4_len` = length claimed by IP).
 pub(crate) fn tcp(l4: &[u8], l4_len: usize) -> Result<L4Segment<'_>, Skip> {
-    let t = TcpSlice::from_slice(l4).map_err(|_| Skip::TcpHeader)?;
+    let t = match TcpSlice::from_slice(l4) {
+        Ok(t) => t,
+        Err(_) => return tcp_cut(l4, l4_len),
+    };
     let hl = usize::from(t.data_offset()) * 4;
     let payload = t.payload();
     let mut f = 0u8;
@@ -279,6 +282,31 @@ pub(crate) fn tcp(l4: &[u8], l4_len: usize) -> Result<L4Segment<'_>, Skip> {
         window: t.window_size(),
         payload,
         payload_len: l4_len.saturating_sub(hl).max(payload.len()),
+    })
+}
+
+/// A TCP header cut by the snap length (options or the window missing): the fixed fields that are present still
+/// place the packet in its flow; its payload was not captured.
+fn tcp_cut(l4: &[u8], l4_len: usize) -> Result<L4Segment<'_>, Skip> {
+    let b = l4.get(..14).ok_or(Skip::TcpHeader)?;
+    let hl = usize::from(b[12] >> 4) * 4;
+    if hl < 20 || l4_len < hl || l4.len() >= hl {
+        // Not cut: the header itself is invalid.
+        return Err(Skip::TcpHeader);
+    }
+    let be32 = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    Ok(L4Segment {
+        src_port: u16::from_be_bytes([b[0], b[1]]),
+        dst_port: u16::from_be_bytes([b[2], b[3]]),
+        tcp: true,
+        seq: be32(4),
+        ack: be32(8),
+        flags: b[13] & (flags::FIN | flags::SYN | flags::RST | flags::ACK),
+        window: l4
+            .get(14..16)
+            .map_or(1, |w| u16::from_be_bytes([w[0], w[1]])),
+        payload: &[],
+        payload_len: l4_len - hl,
     })
 }
 

@@ -144,29 +144,25 @@ impl FileSource {
         let cap = need.max(self.chunk_size);
         let mut v = Vec::with_capacity(cap);
         v.extend_from_slice(&self.buf[self.pos..]);
-        let mut filled = v.len();
-        v.resize(cap, 0);
         self.base += self.pos as u64;
         self.pos = 0;
-        while filled < cap {
-            match self.reader.read(&mut v[filled..]) {
+        // `read_to_end` on a `Take` fills spare capacity without zeroing it first.
+        while v.len() < cap {
+            let want = (cap - v.len()) as u64;
+            match (&mut self.reader).take(want).read_to_end(&mut v) {
                 Ok(0) => {
                     self.eof = true;
                     break;
                 }
-                Ok(n) => filled += n,
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    v.truncate(filled);
+                    let offset = self.base + v.len() as u64;
                     self.buf = Bytes::from(v);
-                    return Err(CaptureError::Io {
-                        offset: self.base + filled as u64,
-                        source: e,
-                    });
+                    return Err(CaptureError::Io { offset, source: e });
                 }
             }
         }
-        v.truncate(filled);
         self.buf = Bytes::from(v);
         Ok(self.avail() >= need)
     }

@@ -414,7 +414,7 @@ impl FlowTable {
         let src_is_client = if seg.tcp && seg.flags & flags::SYN != 0 {
             seg.flags & flags::ACK == 0
         } else {
-            !dst_is_server(seg.src_port, seg.dst_port)
+            dst_is_server(seg.src_port, seg.dst_port)
         };
         let key = if src_is_client {
             FlowKey {
@@ -575,6 +575,7 @@ impl FlowTable {
                     ooo_total: &mut self.ooo_total,
                 };
                 f.dirs[d].flush(&mut sink);
+                f.dirs[d].account_tail_loss(&mut sink);
             }
         }
         let close_type = match reason {
@@ -697,8 +698,17 @@ fn on_tcp(
     if seg.window == 0 && fl & (flags::SYN | flags::RST | flags::FIN) == 0 {
         f.zero_window[d] += 1;
     }
-    if f.dirs[d].first_seq.is_none() && fl & flags::RST == 0 {
-        f.dirs[d].first_seq = Some(seg.seq);
+    if fl & flags::RST == 0 {
+        if f.dirs[d].first_seq.is_none() {
+            f.dirs[d].first_seq = Some(seg.seq);
+        }
+        // The sequence space this segment proves was sent (data, and the FIN's own sequence number).
+        let data_seq = if syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
+        f.dirs[d].saw_seq(data_seq.wrapping_add(seg.payload_len as u32));
     }
     if seg.payload_len > 0 && fl & flags::RST == 0 {
         let seq = if syn {
@@ -727,5 +737,11 @@ fn on_tcp(
     }
     if fl & flags::FIN != 0 {
         f.fin[d] = true;
+        let data_seq = if syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
+        f.dirs[d].on_fin(data_seq.wrapping_add(seg.payload_len as u32));
     }
 }

@@ -38,6 +38,10 @@ pub(crate) struct TcpDir {
     ooo: Vec<OooSeg>,
     ooo_bytes: usize,
     pending_gap: u64,
+    /// One past the highest sequence number known to have been sent (data or FIN), if any.
+    highest: Option<u32>,
+    /// Sequence number of this direction's FIN (one past its last data byte).
+    fin_seq: Option<u32>,
     pub stats: DirStats,
 }
 
@@ -233,6 +237,33 @@ impl TcpDir {
                 Some(&data),
                 seg.ts_us,
             );
+        }
+    }
+
+    /// Note that the sender has used sequence numbers up to `end` (exclusive).
+    pub(crate) fn saw_seq(&mut self, end: u32) {
+        match self.highest {
+            Some(h) if seq_diff(end, h) <= 0 => {}
+            _ => self.highest = Some(end),
+        }
+    }
+
+    /// A FIN at `seq` (the sequence number after the segment's data).
+    pub(crate) fn on_fin(&mut self, seq: u32) {
+        self.fin_seq.get_or_insert(seq);
+    }
+
+    /// At flow end, after [`TcpDir::flush`]: bytes the sender provably sent after the last delivered byte (the
+    /// tail of the stream was lost; a later FIN or ACK's sequence number shows it) are counted as lost.
+    pub(crate) fn account_tail_loss(&mut self, sink: &mut Sink<'_>) {
+        // After a FIN the sender's ACKs carry FIN + 1: the FIN bounds the data.
+        if let (true, Some(h)) = (self.started, self.fin_seq.or(self.highest)) {
+            let missing = seq_diff(h, self.next_seq);
+            if missing > 0 {
+                self.stats.lost += missing as u64;
+                sink.counters.tcp_lost_bytes += missing as u64;
+                self.next_seq = h;
+            }
         }
     }
 

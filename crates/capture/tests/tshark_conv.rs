@@ -71,3 +71,31 @@ fn flows_match_tshark_conversations() {
     assert!(bad.is_empty(), "{} mismatches", bad.len());
     assert!(total > 100);
 }
+
+#[test]
+fn dev_captures_are_oriented_towards_their_servers() {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data_dir().join("manifest.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for sc in manifest["scenarios"].as_array().unwrap() {
+        let ports: Vec<u64> = sc["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["port"].as_u64().unwrap())
+            .collect();
+        let path = data_dir().join(sc["pcap"].as_str().unwrap());
+        let (_, ends, _) = our_flows(&path, Config::default());
+        for f in ends {
+            assert!(
+                ports.contains(&u64::from(f.flow.port_dst)),
+                "{}: {} not oriented to a server port {ports:?}",
+                path.display(),
+                f.flow
+            );
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} flows checked");
+    assert!(checked > 50, "{checked}");
+}

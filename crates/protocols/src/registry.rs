@@ -4,13 +4,28 @@ use crate::L7Parser;
 use std::sync::Arc;
 
 /// Every built-in parser compiled in (see the `proto-*` features), in the order probes run.
-#[allow(clippy::vec_init_then_push)]
 pub fn builtin_parsers() -> Vec<Arc<dyn L7Parser>> {
     #[allow(unused_mut)]
     let mut parsers: Vec<Arc<dyn L7Parser>> = Vec::new();
+    #[cfg(feature = "proto-dns")]
+    parsers.push(Arc::new(crate::dns::DnsParser));
+    #[cfg(feature = "proto-tls")]
+    parsers.push(Arc::new(crate::tls::TlsParser));
+    #[cfg(feature = "proto-mysql")]
+    parsers.push(Arc::new(crate::mysql::MysqlParser));
+    #[cfg(feature = "proto-postgresql")]
+    parsers.push(Arc::new(crate::postgresql::PostgresqlParser));
     #[cfg(feature = "proto-redis")]
     parsers.push(Arc::new(crate::redis::RedisParser));
     #[cfg(feature = "proto-kafka")]
     parsers.push(Arc::new(crate::kafka::KafkaParser));
+    #[cfg(feature = "proto-dubbo")]
+    parsers.push(Arc::new(crate::dubbo::DubboParser));
+    #[cfg(feature = "proto-mqtt")]
+    parsers.push(Arc::new(crate::mqtt::MqttParser));
+    #[cfg(feature = "proto-http1")]
+    parsers.push(Arc::new(crate::http1::Http1Parser::default()));
+    #[cfg(feature = "proto-http2")]
+    parsers.push(Arc::new(crate::http2::Http2Parser));
     parsers
 }
