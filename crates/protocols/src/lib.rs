@@ -51,12 +51,12 @@ mod registry;
 pub mod tls;
 pub mod util;
 
+#[cfg(feature = "proto-kafka")]
+pub mod kafka;
 #[cfg(feature = "proto-mysql")]
 pub mod mysql;
 #[cfg(feature = "proto-postgresql")]
 pub mod postgresql;
-#[cfg(feature = "proto-kafka")]
-pub mod kafka;
 #[cfg(feature = "proto-redis")]
 pub mod redis;
 pub mod tracectx;

@@ -381,8 +381,6 @@ mod tests {
         assert_eq!(e("123"), None);
     }
 
-
-
     #[test]
     fn endpoint_rule() {
         let e = |s| url_endpoint(s, 1024);

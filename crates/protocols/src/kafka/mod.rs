@@ -241,7 +241,9 @@ impl KafkaFlow {
                 Some(-1) => pos += 2,
                 Some(len) if len >= 0 => match msg.get(pos + 2..pos + 2 + len as usize) {
                     Some(id) => {
-                        info.request_domain = Some(crate::util::lossy(id, limits.max_field_len));
+                        // An empty client id is no domain (the contract has no empty-string values).
+                        info.request_domain =
+                            (!id.is_empty()).then(|| crate::util::lossy(id, limits.max_field_len));
                         if self.client_id.as_slice() != id && id.len() <= 256 {
                             self.client_id.clear();
                             self.client_id.extend_from_slice(id);

@@ -176,7 +176,9 @@ fn probe_inline(payload: &[u8]) -> Probe {
     } else if INLINE_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(word))
         || (plausible_command(word)
             && line.ends_with(b"\r")
-            && word.iter().all(u8::is_ascii_uppercase))
+            && word
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
     {
         // A known word in another case, or an upper-case word on a CRLF line: weak evidence (port 6379 decides).
         Probe::Maybe
