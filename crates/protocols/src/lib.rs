@@ -34,37 +34,36 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
-#[cfg(feature = "proto-dns")]
-pub mod dns;
-#[cfg(feature = "proto-dubbo")]
-pub mod dubbo;
 mod engine;
 mod error;
 mod exchange;
 mod limits;
 mod message;
-#[cfg(feature = "proto-mqtt")]
-pub mod mqtt;
 mod parser;
 mod registry;
-#[cfg(feature = "proto-tls")]
-pub mod tls;
+pub mod tracectx;
 pub mod util;
 
+#[cfg(feature = "proto-dns")]
+pub mod dns;
+#[cfg(feature = "proto-dubbo")]
+pub mod dubbo;
+#[cfg(feature = "proto-http1")]
+pub mod http1;
+#[cfg(feature = "proto-http2")]
+pub mod http2;
 #[cfg(feature = "proto-kafka")]
 pub mod kafka;
+#[cfg(feature = "proto-mqtt")]
+pub mod mqtt;
 #[cfg(feature = "proto-mysql")]
 pub mod mysql;
 #[cfg(feature = "proto-postgresql")]
 pub mod postgresql;
 #[cfg(feature = "proto-redis")]
 pub mod redis;
-pub mod tracectx;
-
-#[cfg(feature = "proto-http1")]
-pub mod http1;
-#[cfg(feature = "proto-http2")]
-pub mod http2;
+#[cfg(feature = "proto-tls")]
+pub mod tls;
 
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};
