@@ -434,3 +434,45 @@ fn flexible_versions_use_compact_encodings_and_tagged_fields() {
     assert_eq!(logs[1].endpoint.as_deref(), Some("Fetch"));
     assert_eq!(logs[1].response_status.as_str(), "timeout");
 }
+
+#[test]
+fn raw_sasl_tokens_after_handshake_v0_are_not_logged() {
+    // SaslHandshake v0 (mechanism PLAIN), its response (error 0, mechanisms [PLAIN]), then a raw PLAIN token
+    // "\0alice\0secret" with only a size prefix, the broker's empty raw answer, then Metadata v1 (all topics).
+    let hs = framed("0011 0000 00000001 0001 63 0005 504c41494e");
+    let hs_resp = framed("00000001 0000 00000001 0005 504c41494e");
+    let token = framed("00616c69636500736563726574");
+    let token_resp = framed("");
+    let meta = framed("0003 0001 00000002 0001 63 ffffffff");
+    let pieces = vec![
+        (C, 1, 0, hs),
+        (S, 2, 0, hs_resp),
+        (C, 3, 0, token),
+        (S, 4, 0, token_resp),
+        (C, 5, 0, meta),
+    ];
+    let mut e = engine();
+    let mut logs = Vec::new();
+    for (dir, t, _, bytes) in &pieces {
+        let chunk = StreamChunk {
+            flow_id: 1,
+            flow: flow(),
+            direction: *dir,
+            time_us: *t,
+            seq: None,
+            gap_before: 0,
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+            origin: ChunkOrigin::Packet,
+        };
+        e.on_chunk(&chunk, &mut logs);
+    }
+    e.finish(&mut logs);
+    let types: Vec<_> = logs
+        .iter()
+        .map(|l| l.request_type.clone().unwrap())
+        .collect();
+    assert_eq!(types, ["SaslHandshake", "Metadata"]);
+    assert!(e.stats().parse_errors.is_empty());
+    assert_eq!(e.stats().events, 2);
+    assert_eq!(logs[0].response_status.as_str(), "ok");
+}
