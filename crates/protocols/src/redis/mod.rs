@@ -33,11 +33,20 @@
 //!
 //! # Gaps and mid-stream starts
 //! After a gap (or a parse error) in either direction the number of lost commands or replies is unknown, so
-//! pairing stops: commands are logged alone with status `unknown`, replies are counted as events. Each
+//! pairing stops: commands still waiting for a reply are closed with status `unknown`, later commands are
+//! logged alone with status `unknown`, replies are counted as events. Each
 //! direction resynchronises on a plausible message start (for commands `*N\r\n$M\r\n<name>\r\n`; for replies
 //! a RESP type byte at a line start with a valid header). Pairing resumes after two lockstep rounds (one command,
 //! then exactly one reply, twice), which is what request/response clients do; a pipelining client that keeps a
 //! constant lag after a gap could defeat this heuristic.
+//!
+//! A capture that starts inside a pipelined burst can still pair a reply with the wrong command when the cut
+//! falls exactly on a command boundary (nothing on the wire tells); captures start at packet boundaries, where
+//! this needs a pipelined burst split across segments.
+//!
+//! # Detection
+//! A client array of bulk strings whose first element looks like a command name is certain; an inline line of
+//! a known command, an upper-case inline word and a server reply are weak evidence, kept only on port 6379.
 //!
 //! # Limits and validity
 //! Nesting is bounded by [`Limits::max_depth`] (`TooMany`), bulk lengths by 512 MiB and lines by 64 KiB
