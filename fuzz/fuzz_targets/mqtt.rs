@@ -13,19 +13,36 @@ fuzz_target!(|data: &[u8]| {
         port_dst: 1883,
         l4_protocol: L4Protocol::Tcp,
     };
-    let limits = Limits { max_message_len: 256, ..Limits::default() };
+    let limits = Limits {
+        max_message_len: 256,
+        ..Limits::default()
+    };
     let mut f = mqtt::MqttParser.new_flow(&flow, &limits);
     let split = data.first().map_or(0, |&b| b as usize).min(data.len());
     let mut out = Vec::new();
     let mut offs = [0u64; 2];
-    for (i, part) in [&data[..split], &data[split..], data].into_iter().enumerate() {
-        let direction = if i == 1 { Direction::ServerToClient } else { Direction::ClientToServer };
+    for (i, part) in [&data[..split], &data[split..], data]
+        .into_iter()
+        .enumerate()
+    {
+        let direction = if i == 1 {
+            Direction::ServerToClient
+        } else {
+            Direction::ClientToServer
+        };
         if i == 2 {
             f.on_gap(direction, 7);
             offs[0] += 7;
         }
         let d = direction.index();
-        let ctx = ParseCtx { direction, flow: &flow, stream_offset: offs[d], time_us: 0, limits: &limits, datagram: false };
+        let ctx = ParseCtx {
+            direction,
+            flow: &flow,
+            stream_offset: offs[d],
+            time_us: 0,
+            limits: &limits,
+            datagram: false,
+        };
         if let Ok(n) = f.parse(part, &ctx, &mut out) {
             assert!(n <= part.len());
             offs[d] += n as u64;

@@ -103,30 +103,39 @@ impl Measurement for ThreadCpu {
     }
 }
 
-const SHAPES: [(&str, usize, usize); 3] = [
-    ("200_series", 20, 10),
-    ("10k_series", 500, 20),
-    ("100k_series", 5000, 20),
-];
+/// (name, ports): 256 (server ip, endpoint) pairs × `ports` server ports = the live series.
+const SHAPES: [(&str, u16); 3] = [("256_series", 1), ("10k_series", 40), ("100k_series", 400)];
 
 fn hot_path<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     let mut g = c.benchmark_group(group);
-    for (name, servers, endpoints) in SHAPES {
-        // Steady state: every series exists, the same 1 s windows are being filled. The batch rotates through
-        // a larger set of logs so every series is hit.
-        let all = logs(servers * endpoints * 4, servers, endpoints);
+    for (name, ports) in SHAPES {
+        // The agent hands logs over as they are parsed, so they are hot in cache: a batch of BATCH logs is
+        // reused, and each log's server port is rewritten before it is observed, which spreads the batch over
+        // 256 × `ports` series (whose state is what does not fit in cache).
+        let mut batch = logs(BATCH, 16, 16);
+        for (i, l) in batch.iter_mut().enumerate() {
+            l.ip_dst = format!("10.1.0.{}", i % 16);
+            l.endpoint = Some(format!("/api/v1/resource{}", i / 16));
+        }
+        let series = 256 * usize::from(ports);
         let mut agg = Aggregator::new(Config {
-            max_series: servers * endpoints,
+            max_series: series,
             ..Config::default()
         });
-        all.iter().for_each(|l| agg.observe_log(l));
-        let mut at = 0;
+        for p in 0..ports {
+            for l in batch.iter_mut() {
+                l.port_dst = 8000 + p;
+                agg.observe_log(l);
+            }
+        }
+        assert_eq!(agg.stats().series, series);
+        let mut x: u32 = 1;
         g.throughput(Throughput::Elements(BATCH as u64));
         g.bench_function(format!("observe_log/{name}"), |b| {
             b.iter(|| {
-                let start = at;
-                at = (at + BATCH) % (all.len() - BATCH);
-                for l in &all[start..start + BATCH] {
+                for l in batch.iter_mut() {
+                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    l.port_dst = 8000 + ((x >> 8) % u32::from(ports)) as u16;
                     agg.observe_log(black_box(l));
                 }
             })

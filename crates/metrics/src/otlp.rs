@@ -351,12 +351,19 @@ impl OtlpExporter {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse().map_err(|_| invalid("bad port"))?,
-            ),
-            _ => (authority, 80),
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            // [v6] or [v6]:port
+            let (h, rest) = v6.split_once(']').ok_or_else(|| invalid("unclosed ["))?;
+            match rest.strip_prefix(':') {
+                Some(p) => (h, p.parse().map_err(|_| invalid("bad port"))?),
+                None if rest.is_empty() => (h, 80),
+                None => return Err(invalid("junk after ]")),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, p.parse().map_err(|_| invalid("bad port"))?),
+                None => (authority, 80),
+            }
         };
         if host.is_empty() {
             return Err(invalid("no host"));
@@ -475,6 +482,10 @@ mod tests {
             (e.host.as_str(), e.port, e.path()),
             ("::1", 4318, "/v1/metrics")
         );
+        let e = OtlpExporter::new("http://[::1]").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 80));
+        assert!(OtlpExporter::new("http://[::1:80").is_err());
+        assert!(OtlpExporter::new("http://h:99999").is_err());
         assert!(OtlpExporter::new("https://x").is_err());
         assert!(OtlpExporter::new("http://:80").is_err());
     }

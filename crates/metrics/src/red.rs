@@ -57,8 +57,53 @@ const KIND_ADDR: u8 = 0;
 const KIND_TAG: u8 = 1;
 const KIND_OVERFLOW: u8 = 2;
 
-/// A RED series key. The server text (ip or tag value) and the endpoint share one allocation, so a lookup
-/// touches one heap line to compare strings.
+/// Key text stored inline when short (most `ip` + endpoint pairs), so a lookup compares strings without a
+/// pointer chase; longer texts go to the heap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyText {
+    Inline { len: u8, buf: [u8; KeyText::INLINE] },
+    Heap(Box<str>),
+}
+
+impl KeyText {
+    const INLINE: usize = 46;
+
+    fn new(a: &str, b: &str) -> KeyText {
+        let len = a.len() + b.len();
+        let mut buf = [0u8; KeyText::INLINE];
+        match (buf.get_mut(..a.len()), u8::try_from(len)) {
+            (Some(head), Ok(len8)) if len <= KeyText::INLINE => {
+                head.copy_from_slice(a.as_bytes());
+                if let Some(tail) = buf.get_mut(a.len()..len) {
+                    tail.copy_from_slice(b.as_bytes());
+                }
+                KeyText::Inline { len: len8, buf }
+            }
+            _ => {
+                let mut s = String::with_capacity(len);
+                s.push_str(a);
+                s.push_str(b);
+                KeyText::Heap(s.into_boxed_str())
+            }
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            KeyText::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            KeyText::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// Always valid UTF-8 (built from two `&str`); the fallback is never taken.
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+/// A RED series key. The server text (ip or tag value) and the endpoint are stored together, inline when short,
+/// so a lookup compares them in one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RedKey {
     pub(crate) protocol: L7Protocol,
@@ -68,18 +113,25 @@ pub(crate) struct RedKey {
     /// Length of the server text at the start of `text`.
     server_len: u32,
     /// Server text then endpoint text.
-    text: Box<str>,
+    text: KeyText,
 }
 
 impl RedKey {
     fn server_text(&self) -> &str {
-        self.text.get(..self.server_len as usize).unwrap_or("")
+        self.text
+            .as_str()
+            .get(..self.server_len as usize)
+            .unwrap_or("")
     }
 
     /// The endpoint, if any.
     pub(crate) fn endpoint(&self) -> Option<&str> {
-        self.has_endpoint
-            .then(|| self.text.get(self.server_len as usize..).unwrap_or(""))
+        self.has_endpoint.then(|| {
+            self.text
+                .as_str()
+                .get(self.server_len as usize..)
+                .unwrap_or("")
+        })
     }
 
     /// `ip:port`, `[v6]:port`, the tag value or `__overflow__`.
@@ -177,16 +229,13 @@ impl SeriesKey for RedKey {
     fn from_ref(r: RedKeyRef<'_>) -> RedKey {
         let (kind, port, server) = r.parts();
         let endpoint = r.endpoint.unwrap_or("");
-        let mut text = String::with_capacity(server.len() + endpoint.len());
-        text.push_str(server);
-        text.push_str(endpoint);
         RedKey {
             protocol: r.protocol.clone(),
             kind,
             has_endpoint: r.endpoint.is_some(),
             port,
             server_len: u32::try_from(server.len()).unwrap_or(u32::MAX),
-            text: text.into_boxed_str(),
+            text: KeyText::new(server, endpoint),
         }
     }
 
@@ -206,10 +255,13 @@ impl SeriesKey for RedKey {
             && self.port == port
             && self.has_endpoint == r.endpoint.is_some()
             && self.server_len as usize == server.len()
-            && self.text.len() == server.len() + endpoint.len()
             && self.protocol == *r.protocol
-            && self.text.as_bytes().starts_with(server.as_bytes())
-            && self.text.as_bytes().ends_with(endpoint.as_bytes())
+            && {
+                let t = self.text.as_bytes();
+                t.len() == server.len() + endpoint.len()
+                    && t.starts_with(server.as_bytes())
+                    && t.ends_with(endpoint.as_bytes())
+            }
     }
 
     fn is_overflow(&self) -> bool {
@@ -355,5 +407,59 @@ impl Cell for RedCell {
         ) {
             t.last_minute_latency_us = Some([p50, p90, p99, max]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_inline_and_on_the_heap() {
+        let long = "/a/very/long/endpoint/that/does/not/fit/inline/at/all";
+        for (server, endpoint) in [
+            (
+                ServerRef::Addr {
+                    ip: "10.0.0.1",
+                    port: 80,
+                },
+                Some("/x"),
+            ),
+            (
+                ServerRef::Addr {
+                    ip: "fd00::1",
+                    port: 443,
+                },
+                Some(long),
+            ),
+            (ServerRef::Tag("checkout"), None),
+            (ServerRef::Tag("ünïcödé-service"), Some("")),
+            (ServerRef::Overflow, Some(OVERFLOW)),
+        ] {
+            let p = L7Protocol::Custom("plug".into());
+            let r = RedKeyRef {
+                protocol: &p,
+                server,
+                endpoint,
+            };
+            let k = RedKey::from_ref(r);
+            assert!(k.matches(r));
+            assert_eq!(k.as_key_ref(), r);
+            assert_eq!(k.endpoint(), endpoint);
+            let other = RedKeyRef {
+                endpoint: Some("/y"),
+                ..r
+            };
+            assert!(!k.matches(other));
+        }
+        let k = RedKey::from_ref(RedKeyRef {
+            protocol: &L7Protocol::Http1,
+            server: ServerRef::Addr {
+                ip: "fd00::1",
+                port: 443,
+            },
+            endpoint: None,
+        });
+        assert_eq!(k.render_server(), "[fd00::1]:443");
     }
 }

@@ -40,6 +40,22 @@ pub const DEFAULT_SCALE: u8 = 5;
 /// The largest supported scale (`γ = 2^(1/64)`, ≈ 0.54 %); larger scales would make sketches too big per series.
 pub const MAX_SCALE: u8 = 6;
 
+/// Mantissa bits of the bucket boundaries `2^(k/2^scale)`, `k = 1..2^scale`, per scale (computed once).
+fn boundaries(scale: u8) -> &'static [u64] {
+    static TABLES: std::sync::OnceLock<Vec<Vec<u64>>> = std::sync::OnceLock::new();
+    let tables = TABLES.get_or_init(|| {
+        (0..=MAX_SCALE)
+            .map(|s| {
+                let n = 1u32 << s;
+                (1..n)
+                    .map(|k| (f64::from(k) / f64::from(n)).exp2().to_bits() & ((1u64 << 52) - 1))
+                    .collect()
+            })
+            .collect()
+    });
+    tables.get(usize::from(scale)).map_or(&[], Vec::as_slice)
+}
+
 /// Merging sketches of different scales.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("cannot merge a sketch of scale {other} into a sketch of scale {this}")]
@@ -118,7 +134,23 @@ impl LatencySketch {
     /// The bucket index of `v >= 1`.
     #[inline]
     fn index(&self, v: u64) -> i32 {
-        // v >= 1, so log2 >= 0 and the result is in [-1, 64 * 2^scale]: no overflow.
+        // v = m · 2^e with m in [1, 2) (exact for v < 2^53). Bucket e·2^s + k is (2^e·B_k, 2^e·B_(k+1)] with
+        // B_k = 2^(k/2^s): an exact power of two is the top of bucket e·2^s − 1; otherwise k is the number of
+        // boundaries B_1..B_(2^s−1) below m, compared as mantissa bits (no log2 on the hot path).
+        let bits = (v as f64).to_bits();
+        let exp = ((bits >> 52) & 0x7ff) as i32 - 1023;
+        let mantissa = bits & ((1u64 << 52) - 1);
+        let base = exp << self.scale;
+        if mantissa == 0 {
+            return base - 1;
+        }
+        let table = boundaries(self.scale);
+        base + table.partition_point(|&b| b < mantissa) as i32
+    }
+
+    /// The bucket index by the definition (`ceil(log2(v)·2^s) − 1`), for tests of [`LatencySketch::index`].
+    #[cfg(test)]
+    fn index_by_log2(&self, v: u64) -> i32 {
         let scaled = (v as f64).log2() * f64::from(1u32 << self.scale);
         scaled.ceil() as i32 - 1
     }
@@ -307,6 +339,23 @@ mod tests {
         assert_eq!(s.index(2), 31);
         assert_eq!(s.index(1024), 10 * 32 - 1);
         assert_eq!(s.index(u64::MAX), 64 * 32 - 1);
+    }
+
+    #[test]
+    fn table_index_equals_the_log2_definition() {
+        for scale in 0..=MAX_SCALE {
+            let s = LatencySketch::new(scale);
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            let samples = (1..200_000u64).chain((0..200_000).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> (x % 40)).max(1)
+            }));
+            for v in samples {
+                assert_eq!(s.index(v), s.index_by_log2(v), "scale {scale} v {v}");
+            }
+        }
     }
 
     #[test]

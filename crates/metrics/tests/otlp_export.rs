@@ -27,10 +27,10 @@ impl Drop for Receiver {
     }
 }
 
-fn start_receiver() -> Option<Receiver> {
+fn start_receiver(tag: &str) -> Option<Receiver> {
     let required = std::env::var_os("FATHOM_REQUIRE_OTLP").is_some();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp_receiver.py");
-    let out = std::env::temp_dir().join(format!("fathom-otlp-{}.jsonl", std::process::id()));
+    let out = std::env::temp_dir().join(format!("fathom-otlp-{}-{tag}.jsonl", std::process::id()));
     let child = Command::new("python3")
         .arg(script)
         .arg(&out)
@@ -108,7 +108,9 @@ fn aggregator() -> Aggregator {
 
 #[test]
 fn receiver_gets_every_series() {
-    let Some(rx) = start_receiver() else { return };
+    let Some(rx) = start_receiver("series") else {
+        return;
+    };
     let agg = aggregator();
     let snap = agg.snapshot();
     let exporter = OtlpExporter::new(&format!("http://127.0.0.1:{}", rx.port)).unwrap();
@@ -174,7 +176,9 @@ fn receiver_gets_every_series() {
 
 #[test]
 fn receiver_errors_are_reported() {
-    let Some(rx) = start_receiver() else { return };
+    let Some(rx) = start_receiver("errors") else {
+        return;
+    };
     let exporter =
         OtlpExporter::new(&format!("http://127.0.0.1:{}/wrong/v1/metrics", rx.port)).unwrap();
     match exporter.export(&aggregator().snapshot()) {

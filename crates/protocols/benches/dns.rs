@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use fathom_model::{ChunkOrigin, Direction, FlowKey, L4Protocol, StreamChunk};
 use fathom_protocols::dns::{self, wire, DnsParser};
-use fathom_protocols::{Engine, Limits};
+use fathom_protocols::{Engine, FlowParser, Limits, ParseCtx};
 use std::sync::Arc;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -85,6 +85,40 @@ fn bench(c: &mut Criterion) {
                     &limits,
                 ));
             }
+        })
+    });
+
+    // The flow parser alone over a long TCP stream (pipelined messages of both directions).
+    let key = flow(L4Protocol::Tcp);
+    let mut streams = [Vec::new(), Vec::new()];
+    for _ in 0..500 {
+        for (d, b) in &tcp {
+            streams[d.index()].extend_from_slice(b);
+        }
+    }
+    let bytes = streams[0].len() + streams[1].len();
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("flowparser_tcp_1500_messages", |b| {
+        let mut out = Vec::with_capacity(2048);
+        b.iter(|| {
+            let mut f = dns::DnsFlow::new(false);
+            out.clear();
+            for (i, d) in [Direction::ClientToServer, Direction::ServerToClient]
+                .into_iter()
+                .enumerate()
+            {
+                let ctx = ParseCtx {
+                    direction: d,
+                    flow: &key,
+                    stream_offset: 0,
+                    time_us: 0,
+                    limits: &limits,
+                    datagram: false,
+                };
+                let n = f.parse(&streams[i], &ctx, &mut out).unwrap();
+                assert_eq!(n, streams[i].len());
+            }
+            assert_eq!(out.len(), 3000);
         })
     });
 

@@ -3,7 +3,7 @@
 //! - `heads/*`: head parsing alone (request and response heads from the capture, httparse + framing + trace
 //!   header scan, no allocation).
 //! - `flow/keepalive`: the full `FlowParser` (heads, log fields, body skipping, pairing queue) on the
-//!   keep-alive connection's two byte streams, repeated, fed in 1460-byte segments.
+//!   keep-alive connection's segments, in capture order, repeated.
 //! - `engine/keepalive`: the same through `Engine` (chunks, buffering, pairing, RequestLog assembly).
 //!
 //! Times are CPU time of the benchmark thread (per-core figures), not wall time.
@@ -50,7 +50,6 @@ fn cpu_time<R>(iters: u64, mut f: impl FnMut() -> R) -> Duration {
         _ => w0.elapsed(),
     }
 }
-const MSS: usize = 1460;
 
 fn key() -> FlowKey {
     FlowKey {
@@ -128,8 +127,20 @@ fn heads(c: &mut Criterion) {
 }
 
 fn flow(c: &mut Criterion) {
+    // The keep-alive connection's segments in capture order, repeated: each direction's bytes are
+    // contiguous in `streams`, segments index into them.
+    let segs: Vec<_> = HTTP1_PCAP.iter().filter(|s| s.stream == 0).collect();
     let (cs, ss) = streams();
     let (cs, ss) = (cs.repeat(REPEAT), ss.repeat(REPEAT));
+    let mut cuts: Vec<(usize, usize)> = Vec::new(); // (direction, end offset in its stream)
+    let mut ends = [0usize; 2];
+    for _ in 0..REPEAT {
+        for s in &segs {
+            let d = usize::from(!s.to_server);
+            ends[d] += s.bytes.len();
+            cuts.push((d, ends[d]));
+        }
+    }
     let limits = Limits::default();
     let parser = Http1Parser::default();
     let k = key();
@@ -141,32 +152,26 @@ fn flow(c: &mut Criterion) {
             cpu_time(iters, || {
                 let mut p = parser.new_flow(&k, &limits);
                 let mut msgs = 0usize;
-                // Requests and responses interleaved segment by segment, as a session would feed them; bytes
-                // not consumed come back with the next segment (the streams are contiguous: no copy needed).
+                // Bytes not consumed come back with the next segment of their direction (no copy needed).
                 let mut pos = [0usize; 2];
-                let mut next = [0usize; 2];
-                while next[0] < cs.len() || next[1] < ss.len() {
-                    for (d, dir, src) in [
-                        (0, Direction::ClientToServer, &cs),
-                        (1, Direction::ServerToClient, &ss),
-                    ] {
-                        if next[d] >= src.len() {
-                            continue;
-                        }
-                        next[d] = (next[d] + MSS).min(src.len());
-                        let data = &src[pos[d]..next[d]];
-                        let ctx = ParseCtx {
-                            direction: dir,
-                            flow: &k,
-                            stream_offset: pos[d] as u64,
-                            time_us: 0,
-                            limits: &limits,
-                            datagram: false,
-                        };
-                        pos[d] += p.parse(data, &ctx, &mut out).unwrap_or(data.len());
-                        msgs += out.len();
-                        out.clear();
-                    }
+                for &(d, end) in &cuts {
+                    let (dir, src) = if d == 0 {
+                        (Direction::ClientToServer, &cs)
+                    } else {
+                        (Direction::ServerToClient, &ss)
+                    };
+                    let data = &src[pos[d]..end];
+                    let ctx = ParseCtx {
+                        direction: dir,
+                        flow: &k,
+                        stream_offset: pos[d] as u64,
+                        time_us: 0,
+                        limits: &limits,
+                        datagram: false,
+                    };
+                    pos[d] += p.parse(data, &ctx, &mut out).unwrap_or(data.len());
+                    msgs += out.len();
+                    out.clear();
                 }
                 msgs
             })

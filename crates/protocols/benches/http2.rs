@@ -57,10 +57,93 @@ fn chunks(name: &str, server_port: u16) -> Vec<StreamChunk> {
     out
 }
 
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len() as u32;
+    let mut v = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    v.extend_from_slice(&stream.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+fn lit(v: &mut Vec<u8>, s: &[u8]) {
+    v.push(s.len() as u8);
+    v.extend_from_slice(s);
+}
+
+/// One long gRPC connection with `calls` unary calls, HPACK dynamic table reused as real clients do (the first
+/// call inserts `:path`, `:authority` and `content-type`, later calls index them), one segment per message.
+fn synthetic_grpc(calls: u32) -> Vec<StreamChunk> {
+    let flow = FlowKey {
+        ip_src: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip_dst: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port_src: 40000,
+        port_dst: 50051,
+        l4_protocol: L4Protocol::Tcp,
+    };
+    let mut out = Vec::new();
+    let mut t = 1_000_000u64;
+    let mut push = |dir, bytes: Vec<u8>| {
+        t += 50;
+        out.push(StreamChunk {
+            flow_id: 1,
+            flow,
+            direction: dir,
+            time_us: t,
+            seq: None,
+            gap_before: 0,
+            bytes: bytes.into(),
+            origin: ChunkOrigin::Packet,
+        });
+    };
+    let mut c = fathom_protocols::http2::frame::PREFACE.to_vec();
+    c.extend(frame(4, 0, 0, &[]));
+    push(Direction::ClientToServer, c);
+    push(Direction::ServerToClient, frame(4, 0, 0, &[]));
+    for i in 0..calls {
+        let id = 2 * i + 1;
+        let mut req = vec![0x83, 0x86];
+        let mut resp = vec![0x88];
+        if i == 0 {
+            req.push(0x44);
+            lit(&mut req, b"/demo.v1.Catalog/GetItem");
+            req.push(0x41);
+            lit(&mut req, b"catalog.internal:50051");
+            req.push(0x5f);
+            lit(&mut req, b"application/grpc");
+            resp.push(0x5f);
+            lit(&mut resp, b"application/grpc");
+        } else {
+            req.extend_from_slice(&[0xc0, 0xbf, 0xbe]);
+            resp.push(0xbe);
+        }
+        req.extend_from_slice(&[0x00, 0x0b]);
+        req.extend_from_slice(b"traceparent");
+        lit(
+            &mut req,
+            b"00-ae40f7d399d2edbec917149794cab8d4-808075942aa72cd7-01",
+        );
+        let mut c = frame(1, 0x4, id, &req);
+        c.extend(frame(0, 0x1, id, &[0u8; 20]));
+        push(Direction::ClientToServer, c);
+        let mut s = frame(1, 0x4, id, &resp);
+        s.extend(frame(0, 0, id, &[0u8; 60]));
+        let mut trailers = vec![0x00, 0x0b];
+        trailers.extend_from_slice(b"grpc-status");
+        lit(&mut trailers, b"0");
+        s.extend(frame(1, 0x5, id, &trailers));
+        push(Direction::ServerToClient, s);
+    }
+    out
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("http2");
-    for (name, port) in [("http2.pcap", 18081u16), ("grpc.pcap", 15051)] {
-        let input = chunks(name, port);
+    let inputs = [
+        ("http2.pcap", chunks("http2.pcap", 18081)),
+        ("grpc.pcap", chunks("grpc.pcap", 15051)),
+        ("synthetic-grpc-10k-calls", synthetic_grpc(10_000)),
+    ];
+    for (name, input) in inputs {
         let bytes: usize = input.iter().map(|c| c.bytes.len()).sum();
         let run = |input: &[StreamChunk]| {
             let mut e = Engine::new(vec![Arc::new(Http2Parser)], Limits::default());

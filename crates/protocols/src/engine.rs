@@ -18,6 +18,9 @@ const MAX_MARKS: usize = 256;
 const MAX_DETECT_BYTES: usize = 4096;
 /// Chunks probed (both directions together) before a flow is declared unknown.
 const MAX_DETECT_CHUNKS: u32 = 8;
+/// Payload bytes (both directions together) probed before a `Maybe` may win or a flow is declared unknown: a
+/// flow cut into tiny segments is not decided on its first few bytes.
+const MIN_DETECT_BYTES: u64 = 64;
 
 /// Counters of the parsing stage. Every drop and anomaly lands in one of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,6 +126,7 @@ struct FlowState {
     key: FlowKey,
     parser: Option<(usize, Box<dyn FlowParser>)>,
     detect_chunks: u32,
+    detect_bytes: u64,
     unknown: bool,
     unsupported: bool,
     consecutive_errors: u32,
@@ -197,6 +201,7 @@ impl Engine {
                 key: chunk.flow,
                 parser: None,
                 detect_chunks: 0,
+                detect_bytes: 0,
                 unknown: false,
                 unsupported: false,
                 consecutive_errors: 0,
@@ -268,6 +273,9 @@ impl Engine {
             dir.next_offset += chunk.bytes.len() as u64;
         }
         flow.detect_chunks += 1;
+        flow.detect_bytes += chunk.bytes.len() as u64;
+        let patience_over = flow.detect_chunks >= MAX_DETECT_CHUNKS
+            && (flow.detect_bytes >= MIN_DETECT_BYTES || datagram);
         let input = ProbeInput {
             payload: &flow.dirs[d].buf,
             direction: chunk.direction,
@@ -297,7 +305,7 @@ impl Engine {
         }
         let decided = match best {
             Some((i, true)) => Some(i),
-            Some((i, false)) if flow.detect_chunks >= MAX_DETECT_CHUNKS => Some(i),
+            Some((i, false)) if patience_over => Some(i),
             _ => None,
         };
         if let Some(i) = decided {
@@ -312,7 +320,7 @@ impl Engine {
             flow.consecutive_errors = 0;
             let other = &mut flow.dirs[1 - d];
             stats.bytes_dropped += other.drop_buffer();
-        } else if flow.detect_chunks >= MAX_DETECT_CHUNKS {
+        } else if patience_over {
             flow.unknown = true;
             stats.flows_unknown += 1;
             for dir in &mut flow.dirs {
@@ -382,6 +390,7 @@ impl Engine {
                         self.stats.reprobes += 1;
                         flow.parser = None;
                         flow.detect_chunks = 0;
+                        flow.detect_bytes = 0;
                         flow.consecutive_errors = 0;
                     }
                 }

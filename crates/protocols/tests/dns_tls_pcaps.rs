@@ -2,6 +2,8 @@
 //! files (what dig, curl and Python saw), and third-party captures against their projects' expected
 //! output (Arkime `.test` session documents, Zeek `ssl.log` baselines).
 
+#![cfg(all(feature = "proto-dns", feature = "proto-tls"))]
+
 mod support_pcap;
 
 use fathom_model::{L7Protocol, RequestLog, ResponseStatus};
@@ -336,4 +338,113 @@ fn tls_zeek_captures() {
         }
     }
     assert!(checked >= 15, "{checked}");
+}
+
+/// Zeek's dns.log baselines: every logged query (by DNS id and client port) has a log with the same name,
+/// type and rcode.
+#[test]
+fn dns_zeek_captures() {
+    let ext = data!("external/zeek/");
+    let mut checked = 0;
+    for (pcap, log) in [
+        ("Traces/dns/dns-binds.pcap", "binds/dns.log"),
+        ("Traces/dnssec/dnskey2.pcap", "dns-key/dns.log"),
+        ("Traces/dnssec/dnskey.pcap", "dnskey/dns.log"),
+        ("Traces/dnssec/ds.pcap", "ds/dns.log"),
+        (
+            "Traces/dns-two-responses.pcap",
+            "duplicate-reponses/dns.log",
+        ),
+        ("Traces/dns/dynamic-update.pcap", "dynamic-update/dns.log"),
+        ("Traces/dns/mdns-no-assoc.pcap", "mdns-no-assoc/dns.log"),
+        (
+            "Traces/dns-txt-multiple.pcap",
+            "multiple-txt-strings/dns.log",
+        ),
+        ("Traces/dns/dns_notify2.pcap", "notify/dns.log"),
+        ("Traces/dnssec/nsec3.pcap", "nsec3/dns.log"),
+        ("Traces/dns-spf.pcap", "spf/dns.log"),
+        ("Traces/dns/tkey.pcap", "tkey/dns.log"),
+        ("Traces/dns/dns-wks.pcap", "wks/dns.log"),
+        ("Traces/dns-zero-RRs.pcap", "zero-responses/dns.log"),
+    ] {
+        let text =
+            std::fs::read_to_string(format!("{ext}Baseline/scripts.base.protocols.dns.{log}"))
+                .unwrap();
+        let fields: Vec<&str> = text
+            .lines()
+            .find(|l| l.starts_with("#fields"))
+            .unwrap()
+            .split('\t')
+            .skip(1)
+            .collect();
+        let (logs, stats) =
+            support_pcap::logs_from_pcap(&load(&format!("{ext}{pcap}")), &[53, 5353]);
+        let dns: Vec<&RequestLog> = logs
+            .iter()
+            .filter(|l| l.l7_protocol == L7Protocol::Dns)
+            .collect();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let row: Vec<&str> = line.split('\t').collect();
+            let col = |name: &str| -> Option<&str> {
+                let i = fields.iter().position(|f| *f == name)?;
+                row.get(i).copied().filter(|v| *v != "-")
+            };
+            let (Some(id), Some(query)) = (col("trans_id"), col("query")) else {
+                continue;
+            };
+            if log.starts_with("mdns") && col("qtype_name").is_none() {
+                // An unsolicited mDNS announcement (a response without a question, in the query's
+                // direction): no query to pair with, so an orphan for us.
+                continue;
+            }
+            let id: u64 = id.parse().unwrap();
+            let ports: Vec<u16> = [col("id.orig_p"), col("id.resp_p")]
+                .iter()
+                .flatten()
+                .map(|p| p.parse().unwrap())
+                .collect();
+            let found = dns.iter().any(|l| {
+                l.request_id == Some(id)
+                    && (ports.contains(&l.port_src) || ports.contains(&l.port_dst))
+                    && match (col("opcode_name"), l.request_domain.as_deref()) {
+                        // UPDATE: Zeek logs the updated name, we the zone (the zone section is the
+                        // message's question, RFC 2136 §2.3), which contains it.
+                        (Some("dynamic-update"), Some(zone)) => query
+                            .to_ascii_lowercase()
+                            .ends_with(&zone.to_ascii_lowercase()),
+                        (_, d) => d.map(str::to_ascii_lowercase) == Some(query.to_ascii_lowercase()),
+                    }
+                    // Zeek names unassigned types `query-<n>`, we `TYPE<n>` (RFC 3597).
+                    && col("qtype_name").is_none_or(|t| {
+                        l.request_type.as_deref()
+                            == Some(t.replace("query-", "TYPE").as_str())
+                    })
+                    && col("rcode").is_none_or(|c| l.response_code == c.parse().ok())
+            });
+            assert!(
+                found,
+                "{log}: no log for id {id} {query} {:?} rcode {:?}: {:#?} {stats:?}",
+                col("qtype_name"),
+                col("rcode"),
+                dns.iter()
+                    .map(|l| (
+                        l.request_id,
+                        &l.request_domain,
+                        &l.request_type,
+                        l.response_code,
+                        l.port_src,
+                        l.port_dst
+                    ))
+                    .collect::<Vec<_>>()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 19, "{checked}");
+    // `dns53.pcap` (Zeek's "flip" test) holds a lone response: Zeek logs it, for us it is an orphan.
+    let (logs, stats) =
+        support_pcap::logs_from_pcap(&load(&format!("{ext}Traces/dns53.pcap")), &[53]);
+    assert!(logs.is_empty());
+    assert_eq!(stats.orphan_responses, 1);
 }

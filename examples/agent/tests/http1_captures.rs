@@ -159,3 +159,103 @@ fn microservices_http1_front_and_backend() {
     }
     assert_eq!(stats.engine.orphan_responses, 0);
 }
+
+/// Zeek's `http.log` (or a `zeek-cut` of it): one map per record.
+fn zeek_log(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut fields: Option<Vec<String>> = None;
+    let mut rows = Vec::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        if let Some(f) = line.strip_prefix("#fields\t") {
+            fields = Some(f.split('\t').map(str::to_string).collect());
+        } else if line.starts_with('#') || line.is_empty() {
+            continue;
+        } else if fields.is_none() && (line.starts_with("ts\t") || line.starts_with("uid\t")) {
+            fields = Some(line.split('\t').map(str::to_string).collect());
+        } else if let Some(f) = &fields {
+            rows.push(
+                f.iter()
+                    .cloned()
+                    .zip(line.split('\t').map(str::to_string))
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// Third-party captures (Zeek's HTTP test traces): the requests we log (method, URI, status) must be the ones
+/// Zeek's baseline lists. Zeek also logs answers to malformed or missing requests with method `-`: those are
+/// orphans for us and are left out of the comparison.
+#[test]
+fn zeek_http_baselines() {
+    let z = data("external/zeek");
+    let cases = [
+        ("100-continue.pcap", "100-continue/http.log"),
+        ("websocket.pcap", "101-switching-protocols/http.log"),
+        (
+            "261/variant-10-multi_value_te.pcap",
+            "261.chunked-rest/http.log",
+        ),
+        (
+            "261/variant-04-te_cl_desync.pcap",
+            "261.te-cl-desync/http.log",
+        ),
+        (
+            "content-length-overflow.pcap",
+            "content-length-overflow/http.log",
+        ),
+        ("fake-content-length.pcap", "fake-content-length/http.log"),
+        (
+            "basic-auth-with-colon.pcap",
+            "http-basic-auth-colon/http.log",
+        ),
+        (
+            "http-desync-request-response-5.pcap",
+            "http-desynched/http.log",
+        ),
+        ("pipelined-requests.pcap", "http-pipelining/http.log"),
+        ("missing-zlib-header.pcap", "missing-zlib-header/http.log"),
+        ("multipart-form-data.pcap", "multipart-body-length/http.log"),
+        ("query-method.pcap", "query-method/http.log"),
+        (
+            "smuggle-http-request.pcap",
+            "smuggle-http-request/http.log.cut",
+        ),
+        ("docker-http-upgrade.pcap", "upgrade-to-tcp/http.log.cut"),
+        ("x-gzip.pcap", "x-gzip/http.log"),
+    ];
+    for (pcap, log) in cases {
+        let want = zeek_log(&z.join(format!("Baseline/scripts.base.protocols.http.{log}")));
+        let (logs, _) = fathom_agent::logs_from_pcap(&z.join("Traces/http").join(pcap)).unwrap();
+        let key = |m: &str, u: &str, c: Option<&str>| {
+            (m.to_string(), u.to_string(), c.map(str::to_string))
+        };
+        let mut w: Vec<_> = want
+            .iter()
+            .filter(|r| r.get("method").is_some_and(|m| m != "-"))
+            .map(|r| {
+                key(
+                    &r["method"],
+                    &r["uri"],
+                    r.get("status_code").map(String::as_str),
+                )
+            })
+            .collect();
+        let has_code = want.first().is_some_and(|r| r.contains_key("status_code"));
+        let mut g: Vec<_> = logs
+            .iter()
+            .filter(|l| l.l7_protocol == L7Protocol::Http1)
+            .map(|l| {
+                let code = l.response_code.map_or("-".to_string(), |c| c.to_string());
+                key(
+                    l.request_type.as_deref().unwrap_or("-"),
+                    l.request_resource.as_deref().unwrap_or("-"),
+                    has_code.then_some(code.as_str()),
+                )
+            })
+            .collect();
+        w.sort();
+        g.sort();
+        assert_eq!(g, w, "{pcap}");
+    }
+}

@@ -247,3 +247,73 @@ fn cli_pushes_otlp() {
         .collect();
     assert_eq!(servers, flow_servers(&pcap));
 }
+
+/// End to end on the shared captures: per server, the metric rows' request and error counts (1 s and 1 min)
+/// equal the manifest's ground truth (`expected_request_logs`, `by_status`: the generating clients' accounting).
+#[test]
+fn metric_rows_match_ground_truth() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("manifest.json")).unwrap()).unwrap();
+    for sc in manifest["scenarios"].as_array().unwrap() {
+        let pcap = data(sc["pcap"].as_str().unwrap());
+        let mut driver = MetricsDriver::new(
+            Config::default(),
+            DriverOptions {
+                json_rows: true,
+                clock_from_records: true,
+                ..DriverOptions::default()
+            },
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        run_pcap(&pcap, &RunOptions::default(), |o| {
+            let r = match &o {
+                Output::Log(l) => driver.on_log(l, &mut out),
+                Output::Flow(f) => driver.on_flow(f, &mut out),
+            };
+            r.unwrap();
+        })
+        .unwrap();
+        driver.finish(&mut out).unwrap();
+        let rows: Vec<MetricRow> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let servers = sc["servers"].as_array().unwrap();
+        for (gkey, g) in sc["ground_truth"].as_object().unwrap() {
+            let (proto, port_key) = gkey.split_once('@').unwrap_or((gkey, gkey));
+            let port = servers
+                .iter()
+                .find(|s| s["port_key"] == port_key || s["protocol"] == port_key)
+                .and_then(|s| s["port"].as_u64())
+                .unwrap();
+            let by = |k: &str| g["by_status"][k].as_u64().unwrap_or(0);
+            let expected = [
+                g["expected_request_logs"].as_u64().unwrap(),
+                by("client_error"),
+                by("server_error"),
+                by("timeout"),
+            ];
+            for window_s in [1, 60] {
+                let mut got = [0u64; 4];
+                for r in rows.iter().filter(|r| {
+                    r.window_s == window_s
+                        && r.l7_protocol == proto
+                        && r.server.ends_with(&format!(":{port}"))
+                }) {
+                    got[0] += r.request;
+                    got[1] += r.error_client;
+                    got[2] += r.error_server;
+                    got[3] += r.timeout;
+                }
+                assert_eq!(
+                    got,
+                    expected,
+                    "{} {gkey} {window_s} s: [request, client, server, timeout]",
+                    pcap.display()
+                );
+            }
+        }
+    }
+}

@@ -153,3 +153,103 @@ fn dubbo_capture_matches_ground_truth() {
         .unwrap()
         .contains("IllegalStateException"));
 }
+
+fn external(rel: &str) -> Vec<RequestLog> {
+    let (logs, _) = fathom_agent::logs_from_pcap(&data("external").join(rel)).unwrap();
+    logs.into_iter()
+        .filter(|l| l.l7_protocol.as_str() == "mqtt")
+        .collect()
+}
+
+#[test]
+fn mqtt_zeek_trace_matches_zeek_baseline() {
+    // zeek/Baseline/scripts.base.protocols.mqtt.mqtt: mqtt_connect.log (2 × MQIsdp 3.1, client ids
+    // paho/34AAE54A75D839566E and paho/DDE4DDAF4108D3E363, Connection Accepted), mqtt_publish.log
+    // (3 × QoS 0 on SampleTopic: 1 from the client, 2 from the broker), mqtt_subscribe.log (1 × SampleTopic,
+    // granted QoS 0).
+    let logs = external("zeek/Traces/mqtt.pcap");
+    let of = |t: &str| {
+        logs.iter()
+            .filter(|l| l.request_type.as_deref() == Some(t))
+            .collect::<Vec<_>>()
+    };
+    let connects = of("CONNECT");
+    assert_eq!(connects.len(), 2);
+    let mut ids: Vec<_> = connects
+        .iter()
+        .map(|l| l.request_domain.clone().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["paho/34AAE54A75D839566E", "paho/DDE4DDAF4108D3E363"]);
+    assert!(connects
+        .iter()
+        .all(|l| l.version.as_deref() == Some("3.1") && l.response_code == Some(0)));
+    let pubs = of("PUBLISH");
+    assert_eq!(pubs.len(), 3);
+    assert!(pubs
+        .iter()
+        .all(|l| l.request_resource.as_deref() == Some("SampleTopic")
+            && l.response_duration_us.is_none()));
+    let subs = of("SUBSCRIBE");
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].request_resource.as_deref(), Some("SampleTopic"));
+    assert_eq!(subs[0].response_code, Some(0));
+}
+
+#[test]
+fn mqtt_arkime_sessions_match_arkime_expectations() {
+    for name in ["mqtt_big", "mqtt_synthetic"] {
+        let test: Value = serde_json::from_slice(
+            &std::fs::read(data("external/arkime/pcap").join(format!("{name}.test"))).unwrap(),
+        )
+        .unwrap();
+        let logs = external(&format!("arkime/pcap/{name}.pcap"));
+        for s in test["sessions3"].as_array().unwrap() {
+            let b = &s["body"];
+            let port = b["source"]["port"].as_u64().unwrap() as u16;
+            let mine: Vec<&RequestLog> = logs.iter().filter(|l| l.port_src == port).collect();
+            let strings = |v: &Value| -> Vec<String> {
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            // Topics (PUBLISH topics and SUBSCRIBE/UNSUBSCRIBE filters).
+            let mut want = strings(&b["mqtt"]["topic"]);
+            want.sort();
+            let mut got: Vec<String> = mine
+                .iter()
+                .filter_map(|l| l.request_resource.as_deref())
+                .flat_map(|r| r.split(','))
+                // Arkime does not record the 8 KiB topic of the "oversize" session (we keep it,
+                // truncated to Limits::max_field_len).
+                .filter(|t| !t.starts_with("oversize/"))
+                .map(str::to_string)
+                .collect();
+            got.sort();
+            got.dedup();
+            assert_eq!(got, want, "{name} session from port {port}: topics");
+            // Client id and version of the CONNECT.
+            let connect = mine
+                .iter()
+                .find(|l| l.request_type.as_deref() == Some("CONNECT"))
+                .unwrap();
+            assert_eq!(
+                connect.request_domain.as_deref(),
+                strings(&b["mqtt"]["clientId"]).first().map(String::as_str),
+                "{name} {port}: client id"
+            );
+            let version = strings(&b["mqtt"]["version"]).remove(0).replace("5.0", "5");
+            assert_eq!(connect.version.as_deref(), Some(version.as_str()));
+            // Every request type we logged is one Arkime saw.
+            let types = strings(&b["mqtt"]["type"]);
+            for l in &mine {
+                let t = l.request_type.clone().unwrap();
+                assert!(types.contains(&t), "{name} {port}: {t} not in {types:?}");
+            }
+        }
+    }
+}

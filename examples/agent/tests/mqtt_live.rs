@@ -154,6 +154,10 @@ fn mosquitto_workload_logs_exactly() {
         "stdbuf",
     ] {
         if !have(tool) {
+            assert!(
+                std::env::var_os("FATHOM_REQUIRE_LIVE").is_none(),
+                "FATHOM_REQUIRE_LIVE is set but {tool} is not installed"
+            );
             eprintln!("skipped: {tool} is not installed");
             return;
         }

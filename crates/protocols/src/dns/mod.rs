@@ -26,6 +26,19 @@
 //! about 300 lines ([`wire`]), panic-free by construction (every read goes through `get`).
 //!
 //! Validity contract: nothing here panics on any input; [`probe`] never allocates.
+//!
+//! ```
+//! use fathom_model::L4Protocol;
+//! use fathom_protocols::{dns, Probe};
+//! // A standard query for `a.example`, type A (RFC 1035 §4.1).
+//! let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x07example\x00\x00\x01\x00\x01";
+//! assert_eq!(dns::probe(q, L4Protocol::Udp), Probe::Yes);
+//! let m = dns::wire::Message::parse(q, dns::MAX_QUESTIONS).unwrap();
+//! assert_eq!(m.header.id, 0x1234);
+//! let question = m.question.unwrap();
+//! assert_eq!(question.name.to_text(), "a.example");
+//! assert_eq!(question.qtype.name(), "A");
+//! ```
 
 pub mod wire;
 
@@ -203,10 +216,12 @@ pub fn to_message(
     };
     match m.question {
         Some(q) => {
-            let name = q.name.to_text();
+            let mut name = q.name.to_text();
+            let cut = util::truncate(&name, limits.max_field_len).len();
+            name.truncate(cut);
             info.request_type = Some(q.qtype.name());
-            info.request_resource = Some(util::truncate(&name, limits.max_field_len).to_string());
-            info.request_domain = info.request_resource.clone();
+            info.request_domain = Some(name.clone());
+            info.request_resource = Some(name);
         }
         None => {
             info.request_type = Some(match h.opcode().as_str() {
@@ -246,7 +261,7 @@ pub fn to_message(
 
 /// The answer summary (see the module docs) and the full rcode (EDNS-extended).
 fn summarize(m: &wire::Message<'_>, limits: &Limits) -> (Option<String>, Rcode) {
-    let mut s = String::new();
+    let mut s = String::with_capacity(if m.header.ancount > 0 { 64 } else { 0 });
     let mut ext = 0u16;
     if m.header.truncated() {
         s.push_str("TC");

@@ -405,3 +405,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn tcp_mid_stream_start_never_invents_queries() {
+    // The capture starts N bytes into the client stream: whatever is detected, every log must be one of
+    // the real exchanges with its real fields.
+    let (client, server) = tcp_streams();
+    for n in 1..client.len() {
+        let steps = [
+            (C2S, 1, client[n..].to_vec(), 0),
+            (S2C, 2, server.clone(), 0),
+        ];
+        let (logs, _) = run(L4Protocol::Tcp, &steps);
+        for l in &logs {
+            match l.request_id {
+                Some(0x9018) => assert_eq!(l.request_type.as_deref(), Some("AAAA"), "n {n}"),
+                Some(0x87f2) => assert_eq!(l.request_type.as_deref(), Some("TXT"), "n {n}"),
+                other => panic!("n {n}: invented log {other:?}"),
+            }
+            assert_eq!(l.response_code, Some(0), "n {n}");
+        }
+    }
+}

@@ -265,7 +265,7 @@ impl Header {
         self.flags & 0x0200 != 0
     }
 
-    /// The 4-bit header rcode (see [`Message::rcode`] for the EDNS-extended one).
+    /// The 4-bit header rcode (the EDNS-extended rcode comes from the OPT record).
     pub const fn rcode(&self) -> Rcode {
         Rcode(self.flags & 0xf)
     }
@@ -310,6 +310,13 @@ impl<'a> Name<'a> {
                     out.push('.');
                 }
                 first = false;
+                let plain = label
+                    .iter()
+                    .all(|&b| matches!(b, 0x21..=0x7e) && b != b'.' && b != b'\\');
+                if let (true, Ok(text)) = (plain, std::str::from_utf8(label)) {
+                    out.push_str(text);
+                    return;
+                }
                 for &b in label {
                     match b {
                         b'.' | b'\\' => {
@@ -333,7 +340,7 @@ impl<'a> Name<'a> {
 
     /// The name in presentation form (see [`Name::write_to`]).
     pub fn to_text(&self) -> String {
-        let mut s = String::new();
+        let mut s = String::with_capacity(64);
         self.write_to(&mut s);
         s
     }

@@ -88,6 +88,13 @@ impl<'a> Reader<'a> {
     /// sequence, counting 2 units, or as two 3-byte surrogates): returns the raw bytes.
     fn utf8_units(&mut self, n: usize) -> R<&'a [u8]> {
         let start = self.pos;
+        // Fast path: `n` ASCII bytes are `n` units.
+        if let Some(s) = self.data.get(start..start.saturating_add(n)) {
+            if s.is_ascii() {
+                self.pos += n;
+                return Ok(s);
+            }
+        }
         let mut units = 0usize;
         while units < n {
             let b = self.u8()?;

@@ -64,6 +64,9 @@ struct Dir {
     synced: bool,
     body: Body,
     cur: Option<InFlight>,
+    /// An incomplete head seen before: (its stream offset, bytes already known to hold no head end). Heads
+    /// arriving in many small pieces are then scanned once, not re-parsed from their start each time.
+    partial_head: Option<(u64, usize)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +105,8 @@ pub struct Http1Flow {
     pending_out: Vec<Message>,
     /// The request side waits for the answer to an Upgrade / CONNECT request before parsing more.
     wait_switch: bool,
+    /// Requests in `queue` that ask for a protocol switch (Upgrade or CONNECT).
+    switch_requests: usize,
     /// The connection switched protocols: nothing more to parse.
     switched: bool,
     /// The response side lost its place (gap or error): the next final response answers the newest request.
@@ -121,10 +126,19 @@ impl Http1Flow {
             deferred: VecDeque::new(),
             pending_out: Vec::new(),
             wait_switch: false,
+            switch_requests: 0,
             switched: false,
             resp_lost: false,
             max_in_flight: limits.max_exchanges_in_flight.max(1),
         }
+    }
+
+    fn pop_request(&mut self) -> Option<ReqMeta> {
+        let m = self.queue.pop_front()?;
+        if m.connect || m.upgrade {
+            self.switch_requests = self.switch_requests.saturating_sub(1);
+        }
+        Some(m)
     }
 
     fn emit_request(&mut self, msg: Message, seq: Option<u64>, out: &mut Vec<Message>) {
@@ -174,6 +188,7 @@ impl Http1Flow {
     fn desync(&mut self, d: usize, out: &mut Vec<Message>) {
         self.finish(d, out);
         self.dirs[d].synced = false;
+        self.dirs[d].partial_head = None;
         if self.dirs[d].role != Some(Role::Request) {
             self.resp_lost = true;
         }
@@ -231,10 +246,11 @@ impl Http1Flow {
             upgrade: h.framing.upgrade,
         };
         if self.queue.len() >= self.max_in_flight {
-            self.queue.pop_front();
+            self.pop_request();
         }
         self.queue.push_back(meta);
         if meta.connect || meta.upgrade {
+            self.switch_requests += 1;
             self.wait_switch = true;
         }
         let body = if h.framing.chunked {
@@ -289,10 +305,10 @@ impl Http1Flow {
             // the previous answer, so this response answers the newest request; the older ones stay
             // unanswered (the engine logs them as timeouts) rather than being paired with the wrong answer.
             while self.queue.len() > 1 {
-                self.queue.pop_front();
+                self.pop_request();
             }
         }
-        let meta = self.queue.pop_front();
+        let meta = self.pop_request();
         if let Some(m) = meta {
             // A final answer to an `Expect: 100-continue` request whose body never started: the client may
             // skip the body, so end the request at its head and look for the next request line.
@@ -325,7 +341,7 @@ impl Http1Flow {
             self.switched = true;
             return Ok(Step::Switched(h.len));
         }
-        self.wait_switch = self.queue.iter().any(|m| m.connect || m.upgrade);
+        self.wait_switch = self.switch_requests > 0;
         let no_body = meta.is_some_and(|m| m.head) || h.code == 204 || h.code == 304;
         let body = if no_body {
             Body::Head
@@ -472,30 +488,62 @@ impl Http1Flow {
                 }
             }
             match dir.body {
-                Body::Head => match dir.role {
-                    Some(Role::Request) => {
-                        if self.wait_switch {
-                            return Ok(());
-                        }
-                        match self
-                            .request_head(d, rest, &sub, out)
-                            .map_err(|e| shift(e, *pos))?
-                        {
-                            Some(n) => *pos += n,
-                            None => return Ok(()),
+                Body::Head => {
+                    if let Some((at, checked)) = dir.partial_head {
+                        if at == sub.stream_offset && rest.len() >= checked {
+                            let from = checked.saturating_sub(3);
+                            if !has_head_end(rest.get(from..).unwrap_or(&[])) {
+                                dir.partial_head = Some((at, rest.len()));
+                                if rest.len() >= ctx.limits.max_message_len {
+                                    return Err(ParseError::new(ParseErrorKind::TooLarge, *pos));
+                                }
+                                return Ok(());
+                            }
                         }
                     }
-                    _ => match self
-                        .response_head(d, rest, &sub, out)
-                        .map_err(|e| shift(e, *pos))?
-                    {
-                        Step::Advance(n) => *pos += n,
-                        Step::NeedMore => return Ok(()),
-                        Step::Switched(n) => {
+                    dir.partial_head = None;
+                    let step = match dir.role {
+                        Some(Role::Request) => {
+                            if self.wait_switch {
+                                return Ok(());
+                            }
+                            self.request_head(d, rest, &sub, out).map(|r| match r {
+                                Some(n) => Step::Advance(n),
+                                None => Step::NeedMore,
+                            })
+                        }
+                        _ => self.response_head(d, rest, &sub, out),
+                    };
+                    match step {
+                        Ok(Step::Advance(n)) => *pos += n,
+                        Ok(Step::NeedMore) => {
+                            self.dirs[d].partial_head = Some((sub.stream_offset, rest.len()));
+                            return Ok(());
+                        }
+                        Ok(Step::Switched(n)) => {
                             return Err(ParseError::new(ParseErrorKind::Unsupported, *pos + n))
                         }
-                    },
-                },
+                        Err(e) if e.kind == ParseErrorKind::Invalid => {
+                            // Garbage where a head should start (a body framed differently than its headers
+                            // said, a smuggling attempt). When a start line follows in these bytes, skip to
+                            // it rather than drop them all; otherwise report the error.
+                            let want = Some(match self.dirs[d].role {
+                                Some(Role::Request) => LineKind::Request,
+                                _ => LineKind::Response,
+                            });
+                            match scan::find_start(rest.get(1..).unwrap_or(&[]), want) {
+                                Scan::Found(off, _) => {
+                                    *pos += 1 + off;
+                                    if self.dirs[d].role != Some(Role::Request) {
+                                        self.resp_lost = true;
+                                    }
+                                }
+                                _ => return Err(shift(e, *pos)),
+                            }
+                        }
+                        Err(e) => return Err(shift(e, *pos)),
+                    }
+                }
                 Body::Length(rem) => {
                     let n = rem.min(rest.len() as u64);
                     *pos += n as usize;
@@ -521,6 +569,19 @@ impl Http1Flow {
         }
         Ok(())
     }
+}
+
+/// Whether `b` holds the blank line that ends a head (`\n\r\n` or `\n\n`).
+fn has_head_end(b: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(p) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'\n')) {
+        let j = i + p;
+        match (b.get(j + 1), b.get(j + 2)) {
+            (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => return true,
+            _ => i = j + 1,
+        }
+    }
+    false
 }
 
 fn shift(e: ParseError, by: usize) -> ParseError {

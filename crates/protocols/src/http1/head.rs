@@ -47,9 +47,9 @@ impl Version {
 pub struct Framing {
     /// `Content-Length`, when present and valid.
     pub content_length: Option<u64>,
-    /// `Transfer-Encoding` ends with `chunked`.
+    /// `Transfer-Encoding` names `chunked`.
     pub chunked: bool,
-    /// `Transfer-Encoding` present but not ending with `chunked`.
+    /// `Transfer-Encoding` names a coding other than `chunked` and `identity`.
     pub other_transfer_encoding: bool,
     /// `Connection: close`.
     pub close: bool,
@@ -172,11 +172,14 @@ fn scan_headers<'a>(
                 true
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                // The last coding decides; later headers append to earlier ones.
-                if let Some(last) = tokens(v).last() {
-                    let chunked = last.eq_ignore_ascii_case(b"chunked");
-                    f.chunked = chunked;
-                    f.other_transfer_encoding = !chunked;
+                // RFC 9112 wants `chunked` last; like Zeek, accept it anywhere (`chunked, identity`), since the
+                // peer that sent it will most likely frame the body that way.
+                for t in tokens(v) {
+                    if t.eq_ignore_ascii_case(b"chunked") {
+                        f.chunked = true;
+                    } else if !t.eq_ignore_ascii_case(b"identity") {
+                        f.other_transfer_encoding = true;
+                    }
                 }
                 true
             }

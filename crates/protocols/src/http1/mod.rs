@@ -18,9 +18,22 @@
 //!   stops with [`ParseErrorKind::Unsupported`](crate::ParseErrorKind::Unsupported)).
 //!
 //! A message's start is the first byte of its head and its end the last byte of its body; `wire_bytes` counts
-//! head and body bytes seen. After a gap the parser keeps step when the gap lies inside a body of known
-//! length; otherwise it emits the message in flight truncated (its head is known) and scans for the next
-//! request or status line at a line start. Nothing here panics or grows without bound on any input.
+//! head and body bytes seen. Requests and responses are paired in order (HTTP/1 answers FIFO); the parser
+//! tags both halves with [`Correlation::ById`](crate::Correlation::ById) of the request's sequence number on
+//! the flow, so the pairing follows its own request queue, which knows about HEAD, 1xx, `Expect` and losses.
+//!
+//! After a gap the parser keeps step when the gap lies inside a body of known length; otherwise it emits the
+//! message in flight truncated (its head is known) and scans for the next request or status line at a line
+//! start (a known method, or any other upper-case token of 3 to 24 characters that is not the tail of a
+//! known method, followed by a complete `target HTTP/1.x` line). When the response side lost its place, the
+//! next response answers the newest request and older ones are left unanswered (timeouts): right for every
+//! client that does not pipeline. Garbage where a head should start is skipped up to the next start line in
+//! the same bytes, or reported as [`ParseErrorKind::Invalid`](crate::ParseErrorKind::Invalid).
+//! Nothing here panics or grows without bound on any input.
+//!
+//! Not handled: HTTP/0.9 request lines without a version; a keep-alive response without any length (it is
+//! read to the close, as RFC 9112 says, so later responses on that connection are lost); pipelining combined
+//! with a loss on the response side (answers may be paired with the wrong request).
 
 pub mod flow;
 pub mod head;

@@ -1,6 +1,7 @@
 //! Start-line recognition without allocation: used by the probe and to resynchronise after a gap.
 
-/// Request methods the probe and the resynchroniser recognise (RFC 9110, WebDAV, and common extensions).
+/// Request methods the probe and the resynchroniser recognise from a prefix (RFC 9110, WebDAV, and common
+/// extensions). Other upper-case tokens count only with a complete request line.
 pub const KNOWN_METHODS: &[&[u8]] = &[
     b"GET",
     b"POST",
@@ -71,11 +72,34 @@ pub fn line_kind(b: &[u8]) -> LineKind {
         }
     }
     if partial {
-        LineKind::Partial
-    } else {
-        LineKind::No
+        return LineKind::Partial;
     }
+    // Any other method token (`CCM_POST`, extension methods) counts only with a complete, well-formed line:
+    // a mere prefix of unknown text must not keep a probe waiting.
+    let tok = b
+        .iter()
+        .take(MAX_METHOD_LEN + 1)
+        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
+        .count();
+    // Not a cut-off known method either (`T /x HTTP/1.1` is the tail of `GET` after a gap).
+    let tail_of_known = |t: &[u8]| {
+        KNOWN_METHODS
+            .iter()
+            .any(|m| m.len() > t.len() && m.ends_with(t))
+    };
+    if (3..=MAX_METHOD_LEN).contains(&tok)
+        && b.get(tok) == Some(&b' ')
+        && !tail_of_known(b.get(..tok).unwrap_or(&[]))
+    {
+        if let LineKind::Request = request_rest(b.get(tok + 1..).unwrap_or(&[])) {
+            return LineKind::Request;
+        }
+    }
+    LineKind::No
 }
+
+/// Longest extension method token recognised.
+const MAX_METHOD_LEN: usize = 24;
 
 fn status_line(b: &[u8]) -> LineKind {
     // "HTTP/1." DIGIT SP 3DIGIT (SP | CR | LF)
@@ -202,8 +226,13 @@ mod tests {
         assert_eq!(line_kind(b""), LineKind::Partial);
         assert_eq!(line_kind(b"GET  / HTTP/1.1\r\n"), LineKind::No);
         assert_eq!(line_kind(b"GET / HTTP/2.0\r\n"), LineKind::No);
-        assert_eq!(line_kind(b"GETX / HTTP/1.1\r\n"), LineKind::No);
-        assert_eq!(line_kind(b"FOO / HTTP/1.1\r\n"), LineKind::No);
+        assert_eq!(line_kind(b"GETX / HTTP/1.1\r\n"), LineKind::Request);
+        assert_eq!(line_kind(b"CCM_POST / HTTP/1.1\r\n"), LineKind::Request);
+        assert_eq!(line_kind(b"CCM_POST / HTTP/1.1"), LineKind::No);
+        assert_eq!(line_kind(b"foo / HTTP/1.1\r\n"), LineKind::No);
+        assert_eq!(line_kind(b"T / HTTP/1.1\r\n"), LineKind::No);
+        assert_eq!(line_kind(b"ETE / HTTP/1.1\r\n"), LineKind::No);
+        assert_eq!(line_kind(b"EHLO example.com\r\n"), LineKind::No);
         assert_eq!(line_kind(b"HTTP/1.1 200 OK\r\n"), LineKind::Response);
         assert_eq!(line_kind(b"HTTP/1.0 404\r\n"), LineKind::Response);
         assert_eq!(line_kind(b"HTTP/1.1 20"), LineKind::Partial);

@@ -26,8 +26,13 @@ fn key(client_port: u16, server_port: u16) -> FlowKey {
     }
 }
 
+/// An engine with only this parser: these tests are about HTTP/1 parsing, not about which probe wins a
+/// 1-byte first chunk (`builtin_parsers_detect_and_parse_http1_pcap` covers detection among all parsers).
 fn engine() -> Engine {
-    Engine::new(crate::builtin_parsers(), Limits::default())
+    Engine::new(
+        vec![std::sync::Arc::new(Http1Parser::default())],
+        Limits::default(),
+    )
 }
 
 /// A chunk of `flow` (flow id = client port).
@@ -148,6 +153,28 @@ fn assert_truth(logs: &[RequestLog], truth: &[serde_json::Value], check_domain: 
 fn http1_pcap_matches_client_truth() {
     let logs = run(HTTP1_PCAP, 18080);
     assert_truth(&logs, &truth("http1.jsonl"), true);
+}
+
+#[test]
+fn builtin_parsers_detect_and_parse_http1_pcap() {
+    let mut e = Engine::new(crate::builtin_parsers(), Limits::default());
+    let mut logs = Vec::new();
+    for s in HTTP1_PCAP {
+        e.on_chunk(
+            &chunk(
+                key(s.client_port, 18080),
+                s.to_server,
+                s.time_us,
+                0,
+                s.bytes,
+            ),
+            &mut logs,
+        );
+    }
+    e.finish(&mut logs);
+    logs.sort_by_key(|l| (l.port_src, l.start_time_us));
+    assert_truth(&logs, &truth("http1.jsonl"), true);
+    assert_eq!(e.stats().flows_detected.get("http1"), Some(&8));
 }
 
 #[test]
@@ -679,9 +706,46 @@ fn limits_are_counted() {
 }
 
 #[test]
+fn head_in_tiny_pieces_is_scanned_once() {
+    // A 55 KB head sent one byte at a time: linear work, same log as in one piece.
+    let mut head = b"GET /slow HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..200 {
+        head.extend_from_slice(format!("x-pad-{i}: {}\r\n", "v".repeat(250)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let limits = Limits {
+        max_headers: 256,
+        max_buffer_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let mut e = Engine::new(vec![std::sync::Arc::new(Http1Parser::default())], limits);
+    let mut logs = Vec::new();
+    let k = key(40000, 80);
+    let t = std::time::Instant::now();
+    for b in head.chunks(1) {
+        e.on_chunk(&chunk(k, true, 1, 0, b), &mut logs);
+    }
+    e.on_chunk(
+        &chunk(
+            k,
+            false,
+            2,
+            0,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ),
+        &mut logs,
+    );
+    e.finish(&mut logs);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].request_resource.as_deref(), Some("/slow"));
+    assert_eq!(logs[0].captured_request_byte, head.len() as u64);
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
 fn engine_counts_limit_errors() {
     let mut e = Engine::new(
-        crate::builtin_parsers(),
+        vec![std::sync::Arc::new(Http1Parser::default())],
         Limits {
             max_headers: 2,
             ..Limits::default()

@@ -1,8 +1,13 @@
-//! From decoded header fields to RequestLog fields: the few headers a log needs, status classes, gRPC status,
-//! endpoint normalisation and (minimal, local) trace context extraction.
+//! From decoded header fields to RequestLog fields: the few headers a log needs, status classes and gRPC
+//! status. Trace context and request ids go through the crate's shared [`crate::tracectx`], endpoints through
+//! [`crate::util::url_endpoint`].
 
+use crate::tracectx::{extract, TraceConfig, TraceContext, TraceHeaders};
 use crate::util::lossy;
 use fathom_model::ResponseStatus;
+
+/// Most trace-context headers kept per block.
+const MAX_TRACE_HEADERS: usize = 8;
 
 /// The headers of one header block that matter for a log. Values are owned (truncated to the field cap).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,18 +28,23 @@ pub struct Summary {
     pub grpc_status: Option<i64>,
     /// `grpc-message`, percent-decoded.
     pub grpc_message: Option<String>,
-    /// `traceparent`.
-    pub traceparent: Option<String>,
-    /// `x-request-id`.
-    pub x_request_id: Option<String>,
+    /// Trace-context and request-id headers of the block (raw, until [`Summary::resolve_trace`]).
+    trace_raw: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Trace context and request id of the block.
+    pub trace: TraceContext,
+    /// A `grpc-*` header was seen (`grpc-timeout`, `grpc-encoding`, `grpc-status`...).
+    pub grpc_header: bool,
     /// Fields seen in the block (all of them, not only the ones kept).
     pub fields: usize,
 }
 
 impl Summary {
     /// Look at one decoded field; the first occurrence of each header wins.
-    pub fn observe(&mut self, name: &[u8], value: &[u8], max_len: usize) {
+    pub fn observe(&mut self, name: &[u8], value: &[u8], max_len: usize, trace: &TraceConfig) {
         self.fields += 1;
+        if name.starts_with(b"grpc-") {
+            self.grpc_header = true;
+        }
         let keep = |slot: &mut Option<String>| {
             if slot.is_none() {
                 *slot = Some(lossy(value, max_len));
@@ -58,9 +68,28 @@ impl Summary {
             b"grpc-message" if self.grpc_message.is_none() => {
                 self.grpc_message = Some(lossy(&percent_decode(value), max_len));
             }
-            b"traceparent" => keep(&mut self.traceparent),
-            b"x-request-id" => keep(&mut self.x_request_id),
-            _ => {}
+            _ => {
+                if self.trace_raw.len() < MAX_TRACE_HEADERS
+                    && TraceHeaders::default().offer(trace, name, value)
+                {
+                    self.trace_raw.push((name.to_vec(), value.to_vec()));
+                }
+            }
+        }
+    }
+}
+
+impl Summary {
+    /// Resolve the trace-context headers collected from the block.
+    pub fn resolve_trace(&mut self, trace: &TraceConfig) {
+        if !self.trace_raw.is_empty() {
+            self.trace = extract(
+                trace,
+                self.trace_raw
+                    .iter()
+                    .map(|(n, v)| (n.as_slice(), v.as_slice())),
+            );
+            self.trace_raw = Vec::new();
         }
     }
 }
@@ -185,109 +214,31 @@ pub const fn reason_phrase(code: u16) -> Option<&'static str> {
     })
 }
 
-/// The low-cardinality endpoint of an HTTP path: no query or fragment, and id-like segments (numbers, UUIDs,
-/// long hex strings) replaced by `{id}`.
-pub fn endpoint(path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let mut out = String::with_capacity(path.len());
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        if is_id(seg) {
-            out.push_str("{id}");
-        } else {
-            out.push_str(seg);
-        }
-    }
-    out
-}
-
-fn is_id(seg: &str) -> bool {
-    if seg.is_empty() {
-        return false;
-    }
-    let b = seg.as_bytes();
-    if b.iter().all(u8::is_ascii_digit) {
-        return true;
-    }
-    let hexish = b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-');
-    let hex_digits = b.iter().filter(|c| c.is_ascii_hexdigit()).count();
-    hexish && hex_digits >= 8 && b.iter().any(u8::is_ascii_digit)
-}
-
-/// Trace context from the request headers: (trace_id, span_id).
-///
-/// Minimal local extraction of W3C `traceparent` only (`00-<32 hex>-<16 hex>-<2 hex>`, not all-zero ids); a
-/// shared trace-context helper can replace this function once one exists in the crate.
-pub fn trace_context(traceparent: Option<&str>) -> (Option<String>, Option<String>) {
-    let Some(tp) = traceparent else {
-        return (None, None);
-    };
-    let mut parts = tp.trim().split('-');
-    let (Some(ver), Some(trace), Some(span), Some(fl)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return (None, None);
-    };
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|c| c.is_ascii_hexdigit());
-    let nonzero = |s: &str| s.bytes().any(|c| c != b'0');
-    if !hex(ver, 2)
-        || ver.eq_ignore_ascii_case("ff")
-        || !hex(trace, 32)
-        || !hex(span, 16)
-        || !hex(fl, 2)
-        || !nonzero(trace)
-        || !nonzero(span)
-    {
-        return (None, None);
-    }
-    (
-        Some(trace.to_ascii_lowercase()),
-        Some(span.to_ascii_lowercase()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn endpoints() {
-        assert_eq!(endpoint("/api/users/123"), "/api/users/{id}");
-        assert_eq!(endpoint("/api/orders/9f8e7d6c5b4a?x=1"), "/api/orders/{id}");
-        assert_eq!(endpoint("/api/kepler-2f52"), "/api/kepler-2f52");
-        assert_eq!(endpoint("/static/alpha.js"), "/static/alpha.js");
-        assert_eq!(
-            endpoint("/u/123e4567-e89b-12d3-a456-426614174000/x"),
-            "/u/{id}/x"
-        );
-    }
-
-    #[test]
-    fn trace_parent() {
-        // From truth/http2.jsonl (httpx stream 1).
-        let (t, s) = trace_context(Some(
-            "00-ae40f7d399d2edbec917149794cab8d4-808075942aa72cd7-01",
-        ));
-        assert_eq!(t.as_deref(), Some("ae40f7d399d2edbec917149794cab8d4"));
-        assert_eq!(s.as_deref(), Some("808075942aa72cd7"));
-        assert_eq!(trace_context(Some("00-abc-def-01")), (None, None));
-        assert_eq!(
-            trace_context(Some(
-                "00-00000000000000000000000000000000-808075942aa72cd7-01"
-            )),
-            (None, None)
-        );
-    }
-
-    #[test]
     fn summary_and_statuses() {
         let mut s = Summary::default();
-        s.observe(b":status", b"404", 64);
-        s.observe(b"grpc-status", b"5", 64);
-        s.observe(b"grpc-message", b"item%20missing", 64);
-        s.observe(b"content-type", b"application/grpc+proto", 64);
+        let cfg = TraceConfig::default();
+        s.observe(b":status", b"404", 64, &cfg);
+        s.observe(b"grpc-status", b"5", 64, &cfg);
+        s.observe(b"grpc-message", b"item%20missing", 64, &cfg);
+        s.observe(b"content-type", b"application/grpc+proto", 64, &cfg);
+        s.observe(b"x-request-id", b"abc", 64, &cfg);
+        s.observe(
+            b"b3",
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+            64,
+            &cfg,
+        );
+        s.resolve_trace(&cfg);
+        assert_eq!(s.trace.x_request_id.as_deref(), Some("abc"));
+        assert_eq!(
+            s.trace.trace_id.as_deref(),
+            Some("80f198ee56343ba864fe8b2a57d3eff7")
+        );
         assert_eq!(s.status, Some(404));
         assert_eq!(s.grpc_status, Some(5));
         assert_eq!(s.grpc_message.as_deref(), Some("item missing"));

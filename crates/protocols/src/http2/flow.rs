@@ -6,14 +6,14 @@
 //! side resets the stream. Server-pushed streams (PUSH_PROMISE) are one-way logs: the promised request and the
 //! pushed response, both sent by the server.
 
-use super::fields::{
-    endpoint, grpc_status, http_status, reason_phrase, trace_context, GrpcCode, Summary,
-};
+use super::fields::{grpc_status, http_status, reason_phrase, GrpcCode, Summary};
 use super::frame::{
     find_sync, flags, ErrorCode, FrameHeader, FrameType, SettingId, Sync, DEFAULT_MAX_FRAME_SIZE,
     HEADER_LEN, PREFACE,
 };
 use super::hpack::HpackState;
+use crate::tracectx::TraceConfig;
+use crate::util::url_endpoint;
 use crate::{
     Correlation, FlowParser, Limits, LogInfo, Message, MessageKind, ParseCtx, ParseError,
     ParseErrorKind,
@@ -22,8 +22,11 @@ use fathom_model::{Direction, L7Protocol, ResponseStatus};
 
 const CLIENT: usize = 0;
 const SERVER: usize = 1;
-/// Largest frame size followed when looking for a frame boundary (RFC 9113's ceiling is 2^24 - 1).
+/// RFC 9113's ceiling for SETTINGS_MAX_FRAME_SIZE (2^24 - 1) plus one.
 const MAX_SYNC_FRAME: u32 = 1 << 24;
+/// Largest frame accepted as a resynchronisation point: a boundary announcing a bigger frame would keep bytes
+/// buffered for too long; resynchronisation then happens on a later, smaller frame.
+const SYNC_FRAME_CAP: u32 = 1 << 16;
 
 /// A header block being assembled (HEADERS or PUSH_PROMISE, then CONTINUATION frames).
 #[derive(Debug)]
@@ -106,30 +109,48 @@ struct Stream {
     pushed: bool,
     /// Request headers were seen (HEADERS from the client, or the PUSH_PROMISE block).
     req_seen: bool,
+    /// Some request header fields could not be decoded (dynamic table unknown).
+    req_unknown: bool,
     req: Summary,
     resp: Summary,
     halves: [Half; 2],
     req_emitted: bool,
+    /// Longest endpoint kept.
+    max_field: usize,
 }
 
 impl Stream {
-    fn new(id: u32) -> Stream {
+    fn new(id: u32, max_field: usize) -> Stream {
         Stream {
             id,
             pushed: false,
             req_seen: false,
+            req_unknown: false,
             req: Summary::default(),
             resp: Summary::default(),
             halves: [Half::default(); 2],
             req_emitted: false,
+            max_field,
         }
     }
 
-    fn is_grpc(&self) -> bool {
-        self.req
-            .grpc_content_type
-            .or(self.resp.grpc_content_type)
-            .unwrap_or(false)
+    /// Whether the stream is a gRPC call: `None` when the headers that would tell could not be decoded.
+    fn is_grpc(&self) -> Option<bool> {
+        let ct = self.req.grpc_content_type.or(self.resp.grpc_content_type);
+        if ct == Some(true) || self.req.grpc_header || self.resp.grpc_header {
+            return Some(true);
+        }
+        if ct == Some(false) {
+            return Some(false);
+        }
+        if self.req.method.as_deref().is_some_and(|m| m != "POST") {
+            // gRPC calls are always POST.
+            return Some(false);
+        }
+        if self.req_seen && !self.req_unknown {
+            return Some(false);
+        }
+        None
     }
 
     /// Merge a response header block (headers, then trailers). Informational (1xx) blocks are not the response.
@@ -141,23 +162,23 @@ impl Stream {
         r.status = r.status.or(s.status);
         r.grpc_content_type = r.grpc_content_type.or(s.grpc_content_type);
         r.grpc_status = r.grpc_status.or(s.grpc_status);
+        r.grpc_header |= s.grpc_header;
         if r.grpc_message.is_none() {
             r.grpc_message = s.grpc_message;
         }
-        if r.x_request_id.is_none() {
-            r.x_request_id = s.x_request_id;
+        if r.trace.x_request_id.is_none() {
+            r.trace.x_request_id = s.trace.x_request_id;
         }
         r.fields += s.fields;
     }
 
     fn protocol(&self) -> Option<L7Protocol> {
-        self.is_grpc().then_some(L7Protocol::Grpc)
+        (self.is_grpc() == Some(true)).then_some(L7Protocol::Grpc)
     }
 
     fn request_info(&self) -> LogInfo {
-        let grpc = self.is_grpc();
+        let grpc = self.is_grpc() == Some(true);
         let r = &self.req;
-        let (trace_id, span_id) = trace_context(r.traceparent.as_deref());
         LogInfo {
             protocol: self.protocol(),
             version: Some("2".into()),
@@ -168,37 +189,42 @@ impl Stream {
                 if grpc {
                     p.split('?').next().unwrap_or(p).to_string()
                 } else {
-                    endpoint(p)
+                    url_endpoint(p, self.max_field)
                 }
             }),
             request_id: Some(u64::from(self.id)),
-            trace_id,
-            span_id,
-            x_request_id: r.x_request_id.clone(),
+            trace_id: r.trace.trace_id.clone(),
+            span_id: r.trace.span_id.clone(),
+            parent_span_id: r.trace.parent_span_id.clone(),
+            x_request_id: r.trace.x_request_id.clone(),
             ..LogInfo::default()
         }
     }
 
     fn response_info(&self) -> LogInfo {
         let r = &self.resp;
-        let (code, status, exception) = if self.is_grpc() {
-            let code = r.grpc_status.or_else(|| {
-                r.status
-                    .filter(|s| *s != 200)
-                    .map(|s| GrpcCode::from_http(s).0)
-            });
-            match code {
-                Some(c) => {
-                    let exc = (c != 0).then(|| match &r.grpc_message {
-                        Some(m) if !m.is_empty() => m.clone(),
-                        _ => GrpcCode(c).as_str().to_string(),
-                    });
-                    (Some(c), grpc_status(c), exc)
+        let (code, status, exception) = match self.is_grpc() {
+            // A POST whose content-type could not be decoded: is `:status` the answer, or a `grpc-status` that
+            // could not be decoded either? Neither code nor outcome is reported rather than guessed.
+            None => (None, ResponseStatus::Unknown, None),
+            Some(true) => {
+                let code = r.grpc_status.or_else(|| {
+                    r.status
+                        .filter(|s| *s != 200)
+                        .map(|s| GrpcCode::from_http(s).0)
+                });
+                match code {
+                    Some(c) => {
+                        let exc = (c != 0).then(|| match &r.grpc_message {
+                            Some(m) if !m.is_empty() => m.clone(),
+                            _ => GrpcCode(c).as_str().to_string(),
+                        });
+                        (Some(c), grpc_status(c), exc)
+                    }
+                    None => (None, ResponseStatus::Unknown, None),
                 }
-                None => (None, ResponseStatus::Unknown, None),
             }
-        } else {
-            match r.status {
+            Some(false) => match r.status {
                 Some(s) => {
                     let st = http_status(s);
                     let exc = st
@@ -208,7 +234,7 @@ impl Stream {
                     (Some(i64::from(s)), st, exc)
                 }
                 None => (None, ResponseStatus::Unknown, None),
-            }
+            },
         };
         LogInfo {
             protocol: self.protocol(),
@@ -217,7 +243,7 @@ impl Stream {
             response_code: code,
             response_status: Some(status),
             response_exception: exception,
-            x_request_id: r.x_request_id.clone(),
+            x_request_id: r.trace.x_request_id.clone(),
             ..LogInfo::default()
         }
     }
@@ -232,6 +258,7 @@ pub struct Http2Flow {
     max_streams: usize,
     max_block: usize,
     max_field: usize,
+    trace: TraceConfig,
     preface_seen: bool,
     /// Highest client-initiated stream id opened so far (streams only open upwards).
     max_client_stream: u32,
@@ -247,6 +274,7 @@ impl Http2Flow {
             max_streams: limits.max_exchanges_in_flight.max(1),
             max_block: limits.max_message_len,
             max_field: limits.max_field_len,
+            trace: TraceConfig::default(),
             preface_seen: false,
             max_client_stream: 0,
         }
@@ -311,9 +339,11 @@ impl Http2Flow {
     fn finish_block(&mut self, d: usize, blk: Block, end: u64, out: &mut Vec<Message>) {
         let mut sum = Summary::default();
         let max = self.max_field;
+        let trace = &self.trace;
         let outcome = self.dirs[d]
             .hpack
-            .decode(&blk.buf, &mut |n, v| sum.observe(n, v, max));
+            .decode(&blk.buf, &mut |n, v| sum.observe(n, v, max, trace));
+        sum.resolve_trace(trace);
         if outcome.truncated {
             // Not HPACK (a corrupted block, or a false frame boundary after a gap): use none of it.
             return;
@@ -321,9 +351,10 @@ impl Http2Flow {
         let id = blk.stream_id;
         if let Some(promised) = blk.promised {
             if d == SERVER && promised != 0 && promised % 2 == 0 && self.find(promised).is_none() {
-                let mut s = Stream::new(promised);
+                let mut s = Stream::new(promised, self.max_field);
                 s.pushed = true;
                 s.req_seen = true;
+                s.req_unknown = outcome.unknown > 0;
                 s.req = sum;
                 s.halves[SERVER].add(blk.start, end, blk.bytes);
                 self.insert(s, out);
@@ -337,13 +368,15 @@ impl Http2Flow {
                     s.halves[CLIENT].add(blk.start, end, blk.bytes);
                     if !s.req_seen && !s.pushed {
                         s.req_seen = true;
+                        s.req_unknown = outcome.unknown > 0;
                         s.req = sum;
                     }
                 }
                 None if opens => {
                     self.max_client_stream = id;
-                    let mut s = Stream::new(id);
+                    let mut s = Stream::new(id, self.max_field);
                     s.req_seen = true;
+                    s.req_unknown = outcome.unknown > 0;
                     s.req = sum;
                     s.halves[CLIENT].add(blk.start, end, blk.bytes);
                     self.insert(s, out);
@@ -361,7 +394,7 @@ impl Http2Flow {
                     // The request was never seen (capture joined mid-connection): the response alone is
                     // reported, and the session counts it as an orphan.
                     self.max_client_stream = id;
-                    let mut s = Stream::new(id);
+                    let mut s = Stream::new(id, self.max_field);
                     s.halves[SERVER].add(blk.start, end, blk.bytes);
                     s.response_block(sum);
                     self.insert(s, out);
@@ -633,7 +666,7 @@ impl FlowParser for Http2Flow {
                 continue;
             }
             if !dir.synced {
-                match find_sync(&data[pos..], dir.max_frame) {
+                match find_sync(&data[pos..], dir.max_frame.min(SYNC_FRAME_CAP)) {
                     Sync::At(i) => {
                         pos += i;
                         dir.synced = true;

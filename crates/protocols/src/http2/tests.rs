@@ -509,6 +509,39 @@ fn mid_stream_join_never_emits_a_wrong_header() {
 }
 
 #[test]
+fn grpc_mid_stream_join_never_emits_a_wrong_header() {
+    let conv = capture("grpc.pcap", 15051);
+    let all = truth("grpc.jsonl");
+    for k in 1..conv.len() {
+        for drop in [0usize, 3, 9] {
+            let mut v: Vec<StreamChunk> = conv[k..].to_vec();
+            if v[0].bytes.len() <= drop {
+                continue;
+            }
+            v[0].bytes = v[0].bytes.slice(drop..);
+            let (logs, _) = run(&v);
+            for l in &logs {
+                assert_not_wrong(&all, l);
+                // A gRPC status is only reported when grpc-status itself was decoded; a call that could not be
+                // recognised as gRPC reports no code and no outcome.
+                if let Some(code) = l.response_code {
+                    assert!(code == 0 || code == 5, "{l:?}");
+                }
+                if l.l7_protocol != L7Protocol::Grpc {
+                    assert!(
+                        matches!(
+                            l.response_status,
+                            ResponseStatus::Unknown | ResponseStatus::Timeout
+                        ),
+                        "{l:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn gap_in_the_middle_never_emits_a_wrong_header() {
     let conv = httpx_conversation();
     let all = truth("http2.jsonl");
@@ -754,4 +787,38 @@ fn settings_header_table_size_allows_larger_tables() {
         assert_eq!(l3.request_domain.as_deref(), want_domain);
         assert_eq!(l3.request_type.as_deref(), Some("GET"));
     }
+}
+
+#[test]
+fn request_ids_and_trace_context() {
+    let (mut c, mut s) = conn_start();
+    let mut req = GET_ROOT.to_vec();
+    for (n, v) in [
+        (&b"x-request-id"[..], &b"req-42"[..]),
+        (
+            b"traceparent",
+            b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+    ] {
+        req.extend_from_slice(&[0x00, n.len() as u8]);
+        req.extend_from_slice(n);
+        req.push(v.len() as u8);
+        req.extend_from_slice(v);
+    }
+    c.extend(frame(1, 0x5, 1, &req));
+    let mut resp = vec![0x88, 0x00, 12];
+    resp.extend_from_slice(b"x-request-id");
+    resp.push(6);
+    resp.extend_from_slice(b"resp-7");
+    s.extend(frame(1, 0x5, 1, &resp));
+    let (logs, _) = run(&exchange(&c, &s));
+    let l = &logs[0];
+    assert_eq!(l.x_request_id_0.as_deref(), Some("req-42"));
+    assert_eq!(l.x_request_id_1.as_deref(), Some("resp-7"));
+    // W3C trace context example values.
+    assert_eq!(
+        l.trace_id.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
+    assert_eq!(l.span_id.as_deref(), Some("b7ad6b7169203331"));
 }

@@ -17,7 +17,9 @@
 //! `response_code`: CONNACK's return / reason code (non-zero: `client_error`) and SUBACK's outcome (0 when
 //! every subscription was granted, else the first failure code ≥ 0x80: `client_error`); MQTT 5 acks
 //! (PUBACK, PUBREC, PUBCOMP, UNSUBACK) and DISCONNECT report their reason code only when it is a failure
-//! (≥ 0x80), as granted-QoS values and implicit successes are not error codes.
+//! (≥ 0x80), as granted-QoS values and implicit successes are not error codes. (`truth/mqtt.jsonl` also
+//! puts code 0 on two PUBACK/PUBCOMP exchanges because mosquitto's client log prints `RC:0` for them; on the
+//! wire they carry no reason code. The counts agree: 8 CONNACK + 2 SUBACK = the manifest's ten code-0 logs.)
 //!
 //! Detection without CONNECT: the probe accepts a CONNECT, or a run of at least two well-formed packets
 //! (type/flag combinations per the specification, remaining length consistent with the content, UTF-8
@@ -265,33 +267,34 @@ impl MqttFlow {
         Err(first_partial.unwrap_or(n))
     }
 
-    fn info(&self, ptype: PacketType) -> LogInfo {
-        LogInfo {
-            version: self.version.map(|v| v.as_str().to_string()),
-            request_type: Some(ptype.as_str().to_string()),
-            ..LogInfo::default()
-        }
+    /// Set the request-side fields every request carries.
+    fn head(&self, info: &mut LogInfo, ptype: PacketType) {
+        info.version = self.version.map(|v| v.as_str().to_string());
+        info.request_type = Some(ptype.as_str().to_string());
     }
 
-    /// Build the message for one decoded packet spanning `start..end`.
-    fn message(&mut self, d: Direction, p: &Packet<'_>, start: u64, end: u64) -> Message {
+    /// Fill `m` (direction and offsets already set) from one decoded packet. Filling in place, rather than
+    /// returning a `Message`, avoids copying the large `LogInfo` several times per packet.
+    fn fill(&mut self, p: &Packet<'_>, m: &mut Message) {
+        let d = m.direction;
         use MessageKind::*;
         let max = self.max_field_len;
-        let (kind, corr, info) = match *p {
+        let (kind, corr) = match *p {
             Packet::Connect { version, client_id } => {
                 self.version = Some(version);
-                let mut info = self.info(PacketType::CONNECT);
+                let info = &mut m.info;
+                self.head(info, PacketType::CONNECT);
                 if !client_id.is_empty() {
                     info.request_domain = Some(crate::util::truncate(client_id, max).to_string());
                 }
-                (Request, key(Kind::Connect, 0), info)
+                (Request, key(Kind::Connect, 0))
             }
             Packet::Connack { code, v5 } => {
                 if v5 && self.version.is_none() {
                     self.version = Some(Version::V5);
                 }
                 let v5 = self.version == Some(Version::V5);
-                let info = LogInfo {
+                m.info = LogInfo {
                     response_code: Some(code as i64),
                     response_status: Some(if code == 0 {
                         ResponseStatus::Ok
@@ -301,7 +304,7 @@ impl MqttFlow {
                     response_exception: (code != 0).then(|| connack_reason(code, v5).to_string()),
                     ..LogInfo::default()
                 };
-                (Response, key(Kind::Connect, 0), info)
+                (Response, key(Kind::Connect, 0))
             }
             Packet::Publish {
                 qos,
@@ -309,12 +312,13 @@ impl MqttFlow {
                 packet_id,
                 props,
             } => {
-                let mut info = self.info(PacketType::PUBLISH);
+                let info = &mut m.info;
+                self.head(info, PacketType::PUBLISH);
                 let mut alias = None;
                 for p in wire::properties(props).flatten() {
                     match p {
                         wire::Property::Int(wire::prop::TOPIC_ALIAS, a) => alias = Some(a as u16),
-                        wire::Property::User(k, v) => trace_property(k, v, max, &mut info),
+                        wire::Property::User(k, v) => trace_property(k, v, max, info),
                         _ => {}
                     }
                 }
@@ -326,9 +330,9 @@ impl MqttFlow {
                 info.request_id = packet_id.map(u64::from);
                 let pid = packet_id.unwrap_or(0);
                 match qos {
-                    0 => (OneWay, Correlation::Unpaired, info),
-                    1 => (Request, key(Kind::Publish1, pid), info),
-                    _ => (Request, key(Kind::Publish2, pid), info),
+                    0 => (OneWay, Correlation::Unpaired),
+                    1 => (Request, key(Kind::Publish1, pid)),
+                    _ => (Request, key(Kind::Publish2, pid)),
                 }
             }
             Packet::PubAck {
@@ -340,16 +344,20 @@ impl MqttFlow {
                     self.version = Some(Version::V5);
                 }
                 if ptype == PacketType::PUBREL {
-                    let mut info = self.info(PacketType::PUBREL);
+                    let info = &mut m.info;
+                    self.head(info, PacketType::PUBREL);
                     info.request_id = Some(packet_id as u64);
-                    (Request, key(Kind::Release, packet_id), info)
+                    (Request, key(Kind::Release, packet_id))
                 } else {
                     let kind = match ptype.0 {
                         4 => Kind::Publish1,
                         5 => Kind::Publish2,
                         _ => Kind::Release,
                     };
-                    (Response, key(kind, packet_id), failure_info(reason))
+                    {
+                        m.info = failure_info(reason);
+                        (Response, key(kind, packet_id))
+                    }
                 }
             }
             Packet::Subscribe {
@@ -362,7 +370,8 @@ impl MqttFlow {
                 if v5 && self.version.is_none() {
                     self.version = Some(Version::V5);
                 }
-                let mut info = self.info(ptype);
+                let info = &mut m.info;
+                self.head(info, ptype);
                 let mut joined = String::new();
                 for (f, _) in wire::topic_filters(filters, with_options).flatten() {
                     if !joined.is_empty() {
@@ -382,7 +391,7 @@ impl MqttFlow {
                 } else {
                     Kind::Unsubscribe
                 };
-                (Request, key(kind, packet_id), info)
+                (Request, key(kind, packet_id))
             }
             Packet::SubAck {
                 ptype,
@@ -392,7 +401,7 @@ impl MqttFlow {
                 let failure = codes.iter().copied().find(|&c| c >= 0x80);
                 if ptype == PacketType::SUBACK {
                     let code = failure.unwrap_or(0);
-                    let info = LogInfo {
+                    m.info = LogInfo {
                         response_code: Some(code as i64),
                         response_status: Some(if failure.is_some() {
                             ResponseStatus::ClientError
@@ -402,28 +411,32 @@ impl MqttFlow {
                         response_exception: failure.map(|c| reason_name(c).to_string()),
                         ..LogInfo::default()
                     };
-                    (Response, key(Kind::Subscribe, packet_id), info)
+                    (Response, key(Kind::Subscribe, packet_id))
                 } else {
-                    (
-                        Response,
-                        key(Kind::Unsubscribe, packet_id),
-                        failure_info(failure),
-                    )
+                    {
+                        m.info = failure_info(failure);
+                        (Response, key(Kind::Unsubscribe, packet_id))
+                    }
                 }
             }
-            Packet::PingReq => (Request, key(Kind::Ping, 0), self.info(PacketType::PINGREQ)),
-            Packet::PingResp => (Response, key(Kind::Ping, 0), LogInfo::default()),
+            Packet::PingReq => {
+                self.head(&mut m.info, PacketType::PINGREQ);
+                (Request, key(Kind::Ping, 0))
+            }
+            Packet::PingResp => (Response, key(Kind::Ping, 0)),
             Packet::Disconnect { reason } => {
                 if reason.is_some() && self.version.is_none() {
                     self.version = Some(Version::V5);
                 }
-                let mut info = self.info(PacketType::DISCONNECT);
+                let info = &mut m.info;
+                self.head(info, PacketType::DISCONNECT);
                 info.fill_from(failure_info(reason));
-                (OneWay, Correlation::Unpaired, info)
+                (OneWay, Correlation::Unpaired)
             }
-            Packet::Auth { .. } => (Event, Correlation::Unpaired, LogInfo::default()),
+            Packet::Auth { .. } => (Event, Correlation::Unpaired),
         };
-        Message::new(d, kind, corr, start, end).with_info(info)
+        m.kind = kind;
+        m.correlation = corr;
     }
 }
 
@@ -567,8 +580,16 @@ impl FlowParser for MqttFlow {
             if let Some(body) = rest.get(h.header_len..total) {
                 let p = wire::packet(&h, body, self.version, false)
                     .map_err(|e| ParseError::new(e.kind, pos + h.header_len + e.offset))?;
-                let m = self.message(d, &p, ctx.pos(pos), ctx.pos(pos + total));
-                out.push(m);
+                out.push(Message::new(
+                    d,
+                    MessageKind::Event,
+                    Correlation::Unpaired,
+                    ctx.pos(pos),
+                    ctx.pos(pos + total),
+                ));
+                if let Some(m) = out.last_mut() {
+                    self.fill(&p, m);
+                }
                 pos += total;
                 continue;
             }
@@ -620,7 +641,14 @@ impl MqttFlow {
         let p = wire::packet(h, body, self.version, true)
             .map_err(|e| ParseError::new(e.kind, pos + h.header_len + e.offset))?;
         let total = h.total();
-        let m = self.message(ctx.direction, &p, ctx.pos(pos), ctx.pos(pos + total));
+        let mut m = Message::new(
+            ctx.direction,
+            MessageKind::Event,
+            Correlation::Unpaired,
+            ctx.pos(pos),
+            ctx.pos(pos + total),
+        );
+        self.fill(&p, &mut m);
         let dir = &mut self.dirs[ctx.direction.index()];
         dir.skip = (total - rest.len()) as u64;
         dir.pending = Some(m);

@@ -34,6 +34,15 @@
 //! ServerHello go through `tls-parser`; certificates are read by the small DER walker in [`x509`].
 //!
 //! Validity contract: nothing here panics on any input; [`probe`] never allocates.
+//!
+//! ```
+//! use fathom_protocols::{tls, Probe};
+//! // The first bytes of a handshake record carrying a ClientHello (legacy version 3.3).
+//! assert_eq!(tls::probe(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), Probe::Yes);
+//! assert_eq!(tls::probe(b"GET / HTTP/1.1\r\n"), Probe::No);
+//! assert_eq!(tls::AlertDescription(112).as_str(), Some("unrecognized_name"));
+//! assert_eq!(tls::Version(0x0304).as_str(), Some("1.3"));
+//! ```
 
 pub mod x509;
 
