@@ -80,19 +80,25 @@ fn bench(cr: &mut Criterion) {
                 })
             },
         );
-        let chunks: Vec<StreamChunk> = c
-            .chunks(16 * 1024)
-            .map(|b| (Direction::ClientToServer, b))
-            .chain(s.chunks(16 * 1024).map(|b| (Direction::ServerToClient, b)))
-            .map(|(direction, b)| StreamChunk {
-                flow_id: 1,
-                flow: key,
-                direction,
-                time_us: 1,
-                seq: None,
-                gap_before: 0,
-                bytes: bytes::Bytes::copy_from_slice(b),
-                origin: ChunkOrigin::Packet,
+        // Through the engine: 20 rounds of 50 pipelined SET/GET pairs (one client write, one server write each),
+        // so the exchange table holds at most 100 pending commands.
+        let (bc, bs) = traffic(50, value_len);
+        let chunk = |direction, b: &[u8]| StreamChunk {
+            flow_id: 1,
+            flow: key,
+            direction,
+            time_us: 1,
+            seq: None,
+            gap_before: 0,
+            bytes: bytes::Bytes::copy_from_slice(b),
+            origin: ChunkOrigin::Packet,
+        };
+        let chunks: Vec<StreamChunk> = (0..20)
+            .flat_map(|_| {
+                [
+                    chunk(Direction::ClientToServer, &bc),
+                    chunk(Direction::ServerToClient, &bs),
+                ]
             })
             .collect();
         g.bench_with_input(

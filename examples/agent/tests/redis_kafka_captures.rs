@@ -225,3 +225,101 @@ fn kafka_pcap_matches_ground_truth() {
     }));
     assert_eq!(got, want);
 }
+
+fn external(rel: &str) -> PathBuf {
+    data("external").join(rel)
+}
+
+/// Zeek's Redis test traces against Zeek's own `redis.log` baselines: the same commands (by name, as a
+/// multiset) and the same number of error replies. Differences by design: pub/sub `message` pushes are logs
+/// here (Zeek does not log them), and `excessive-pipelining` is fully parsed here while Zeek gives up after 5
+/// commands (its other records have no command name).
+#[test]
+fn zeek_redis_traces_match_zeek_baselines() {
+    let cases = [
+        ("almost-resp.pcap", "almost-redis/redis.log"),
+        ("attr.pcap", "attributes/redis.log"),
+        (
+            "client-skip-while-off.pcap",
+            "client-skip-while-off/redis.log",
+        ),
+        ("django-cloud.pcapng", "django-cloud/redis.log"),
+        (
+            "excessive-pipelining.pcap",
+            "excessive-pipelining/redis.log",
+        ),
+        (
+            "large-requests-responses.pcap",
+            "large-requests-responses/redis-default.log",
+        ),
+        ("pipeline-quotes.pcap", "pipeline-with-quotes/redis.log"),
+        (
+            "pipeline-with-commands.pcap",
+            "pipelined-with-commands/redis.log",
+        ),
+        ("pipelining-example.pcap", "pipelined/redis.log"),
+        ("pubsub.pcap", "pubsub/redis.log"),
+        (
+            "reply-off-on-2conn.pcap",
+            "client-reply-off-2conn/redis.log",
+        ),
+        ("reply-off-on.pcap", "client-reply-off/redis.log"),
+        ("stream.pcap", "stream/redis.log"),
+    ];
+    for (trace, baseline) in cases {
+        let (logs, _) =
+            fathom_agent::logs_from_pcap(&external(&format!("zeek/Traces/redis/{trace}"))).unwrap();
+        let ours: Vec<&RequestLog> = logs
+            .iter()
+            .filter(|l| l.l7_protocol.as_str() == "redis")
+            .collect();
+        let text = std::fs::read_to_string(external(&format!(
+            "zeek/Baseline/scripts.base.protocols.redis.{baseline}"
+        )))
+        .unwrap();
+        let zeek: Vec<Vec<&str>> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split('\t').collect())
+            .collect();
+        let mut want = counter(zeek.iter().map(|z| z[6].to_ascii_uppercase()));
+        if trace == "excessive-pipelining.pcap" {
+            assert_eq!(want.remove("-"), Some(7));
+            *want.get_mut("PING").unwrap() += 7;
+        }
+        let got = counter(
+            ours.iter()
+                .filter(|l| l.request_type.as_deref() != Some("message"))
+                .map(|l| l.request_type.clone().unwrap_or_default()),
+        );
+        assert_eq!(got, want, "{trace}: commands");
+        let zeek_errors = zeek.iter().filter(|z| z[9] == "F").count();
+        let our_errors = ours
+            .iter()
+            .filter(|l| l.response_status.as_str() == "server_error")
+            .count();
+        assert_eq!(our_errors, zeek_errors, "{trace}: error replies");
+    }
+}
+
+/// Arkime's kafka.pcap: one ListOffsets v0 request (tshark: api_key 2, version 0, correlation id 0, topic
+/// `integration.test.topic1475007069352`) that the capture never answers.
+#[test]
+fn arkime_kafka_trace() {
+    let (logs, _) = fathom_agent::logs_from_pcap(&external("arkime/pcap/kafka.pcap")).unwrap();
+    let k: Vec<_> = logs
+        .iter()
+        .filter(|l| l.l7_protocol.as_str() == "kafka")
+        .collect();
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[0].request_type.as_deref(), Some("ListOffsets"));
+    assert_eq!(k[0].version.as_deref(), Some("0"));
+    assert_eq!(k[0].request_id, Some(0));
+    assert_eq!(
+        k[0].request_resource.as_deref(),
+        Some("integration.test.topic1475007069352")
+    );
+    assert_eq!(k[0].port_dst, 9092);
+    assert_eq!(k[0].request_domain, None, "empty client id");
+    assert_eq!(k[0].response_status.as_str(), "timeout");
+}

@@ -33,6 +33,9 @@
 //! same client id as before; a response whose correlation id is pending. Messages it cannot place are dropped,
 //! never guessed.
 //!
+//! After a SaslHandshake v0 the client sends raw SASL tokens (size-prefixed, no request header): size-prefixed
+//! messages whose header is implausible are then counted as events, not logged.
+//!
 //! Sizes above [`MAX_MESSAGE_SIZE`] are `TooLarge`. No input panics.
 
 mod api;
@@ -158,6 +161,8 @@ pub struct KafkaFlow {
     max_pending: usize,
     /// The client id of the last request (for resynchronisation).
     client_id: Vec<u8>,
+    /// A SaslHandshake v0 was sent: raw SASL tokens (size-prefixed, no request header) may follow.
+    sasl_raw: bool,
 }
 
 impl KafkaFlow {
@@ -168,6 +173,7 @@ impl KafkaFlow {
             pending: VecDeque::new(),
             max_pending: limits.max_exchanges_in_flight.max(1),
             client_id: Vec::new(),
+            sasl_raw: false,
         }
     }
 
@@ -228,6 +234,21 @@ impl KafkaFlow {
         let api = ApiKey(be_i16(msg, 0)?);
         let version = be_i16(msg, 2)?;
         let corr = be_i32(msg, 4)?;
+        if self.sasl_raw
+            && (!api.is_known() || !(0..=api::MAX_PLAUSIBLE_VERSION).contains(&version))
+        {
+            // A raw SASL token after a SaslHandshake v0: not a request (its answer is an orphan).
+            return Some(Message::new(
+                Direction::ClientToServer,
+                MessageKind::Event,
+                Correlation::Unpaired,
+                start,
+                end,
+            ));
+        }
+        if api == ApiKey(17) {
+            self.sasl_raw = version == 0;
+        }
         let mut pos = 8;
         let mut info = LogInfo {
             request_type: Some(api_type(api)),
@@ -241,7 +262,9 @@ impl KafkaFlow {
                 Some(-1) => pos += 2,
                 Some(len) if len >= 0 => match msg.get(pos + 2..pos + 2 + len as usize) {
                     Some(id) => {
-                        info.request_domain = Some(crate::util::lossy(id, limits.max_field_len));
+                        // An empty client id is no domain (the contract has no empty-string values).
+                        info.request_domain =
+                            (!id.is_empty()).then(|| crate::util::lossy(id, limits.max_field_len));
                         if self.client_id.as_slice() != id && id.len() <= 256 {
                             self.client_id.clear();
                             self.client_id.extend_from_slice(id);
@@ -439,6 +462,22 @@ impl FlowParser for KafkaFlow {
                 return Err(ParseError::new(ParseErrorKind::TooLarge, i));
             }
             if size < min {
+                if self.sasl_raw && size >= 0 && data.len() - i - 4 >= size as usize {
+                    // A short raw SASL token (e.g. the broker's empty answer to PLAIN).
+                    let start = ctx.pos(i);
+                    i += 4 + size as usize;
+                    out.push(Message::new(
+                        dir,
+                        MessageKind::Event,
+                        Correlation::Unpaired,
+                        start,
+                        ctx.pos(i),
+                    ));
+                    continue;
+                }
+                if self.sasl_raw && size >= 0 {
+                    return Ok(i);
+                }
                 return Err(ParseError::new(ParseErrorKind::Invalid, i));
             }
             let size = size as usize;

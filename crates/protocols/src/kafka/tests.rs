@@ -400,3 +400,79 @@ mod props {
         }
     }
 }
+
+fn framed(h: &str) -> Vec<u8> {
+    let body = unhex(&h.replace(' ', ""));
+    let mut v = (body.len() as u32).to_be_bytes().to_vec();
+    v.extend(body);
+    v
+}
+
+#[test]
+fn flexible_versions_use_compact_encodings_and_tagged_fields() {
+    // Metadata v9 (flexible, request header v2 with tagged fields): topics [orders], allow auto-creation,
+    // include cluster/topic authorized operations false; then the response (header v1 with tagged fields):
+    // throttle 0, no brokers, null cluster id, controller 1, topic "orders" with error 3 and no partitions.
+    let req = framed("0003 0009 00000005 0001 63 00  02 07 6f7264657273 00  01 00 00 00");
+    let resp = framed("00000005 00  00000000 01 00 00000001 02 0003 07 6f7264657273 00 01 00000000 00 00000000 00");
+    // Fetch v13 names topics by id only: no resource, the log stays.
+    let fetch = framed(
+        "0001 000d 00000006 0001 63 00  000001f4 00000001 00100000 00 00000000 ffffffff \
+         02 0102030405060708090a0b0c0d0e0f10 02 00000000 ffffffff 0000000000000000 ffffffff ffffffffffffffff 00100000 00 00 \
+         01 01 00",
+    );
+    let pieces = vec![(C, 1, 0, req), (S, 2, 0, resp), (C, 3, 0, fetch)];
+    let logs = run_pieces(&pieces);
+    assert_eq!(logs.len(), 2);
+    assert_eq!(logs[0].request_type.as_deref(), Some("Metadata"));
+    assert_eq!(logs[0].version.as_deref(), Some("9"));
+    assert_eq!(logs[0].request_resource.as_deref(), Some("orders"));
+    assert_eq!(logs[0].request_domain.as_deref(), Some("c"));
+    assert_eq!(logs[0].response_code, Some(3));
+    assert_eq!(logs[1].request_type.as_deref(), Some("Fetch"));
+    assert_eq!(logs[1].request_resource, None);
+    assert_eq!(logs[1].endpoint.as_deref(), Some("Fetch"));
+    assert_eq!(logs[1].response_status.as_str(), "timeout");
+}
+
+#[test]
+fn raw_sasl_tokens_after_handshake_v0_are_not_logged() {
+    // SaslHandshake v0 (mechanism PLAIN), its response (error 0, mechanisms [PLAIN]), then a raw PLAIN token
+    // "\0alice\0secret" with only a size prefix, the broker's empty raw answer, then Metadata v1 (all topics).
+    let hs = framed("0011 0000 00000001 0001 63 0005 504c41494e");
+    let hs_resp = framed("00000001 0000 00000001 0005 504c41494e");
+    let token = framed("00616c69636500736563726574");
+    let token_resp = framed("");
+    let meta = framed("0003 0001 00000002 0001 63 ffffffff");
+    let pieces = vec![
+        (C, 1, 0, hs),
+        (S, 2, 0, hs_resp),
+        (C, 3, 0, token),
+        (S, 4, 0, token_resp),
+        (C, 5, 0, meta),
+    ];
+    let mut e = engine();
+    let mut logs = Vec::new();
+    for (dir, t, _, bytes) in &pieces {
+        let chunk = StreamChunk {
+            flow_id: 1,
+            flow: flow(),
+            direction: *dir,
+            time_us: *t,
+            seq: None,
+            gap_before: 0,
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+            origin: ChunkOrigin::Packet,
+        };
+        e.on_chunk(&chunk, &mut logs);
+    }
+    e.finish(&mut logs);
+    let types: Vec<_> = logs
+        .iter()
+        .map(|l| l.request_type.clone().unwrap())
+        .collect();
+    assert_eq!(types, ["SaslHandshake", "Metadata"]);
+    assert!(e.stats().parse_errors.is_empty());
+    assert_eq!(e.stats().events, 2);
+    assert_eq!(logs[0].response_status.as_str(), "ok");
+}

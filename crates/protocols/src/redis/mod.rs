@@ -27,15 +27,26 @@
 //!   log per command). An argument-less `UNSUBSCRIBE` is answered once per subscription: confirmations are
 //!   swallowed until the remaining count reaches 0;
 //! - `MULTI`/`EXEC`: every queued command is its own log, answered by `+QUEUED`;
+//! - `CLIENT REPLY OFF|SKIP`: commands the server does not answer (the `CLIENT REPLY OFF|SKIP` command itself,
+//!   everything while off, the command after a skip) are one-way logs;
 //! - a reply before any command (capture started mid-connection) is an orphan, never a log.
 //!
 //! # Gaps and mid-stream starts
 //! After a gap (or a parse error) in either direction the number of lost commands or replies is unknown, so
-//! pairing stops: commands are logged alone with status `unknown`, replies are counted as events. Each
+//! pairing stops: commands still waiting for a reply are closed with status `unknown`, later commands are
+//! logged alone with status `unknown`, replies are counted as events. Each
 //! direction resynchronises on a plausible message start (for commands `*N\r\n$M\r\n<name>\r\n`; for replies
 //! a RESP type byte at a line start with a valid header). Pairing resumes after two lockstep rounds (one command,
 //! then exactly one reply, twice), which is what request/response clients do; a pipelining client that keeps a
 //! constant lag after a gap could defeat this heuristic.
+//!
+//! A capture that starts inside a pipelined burst can still pair a reply with the wrong command when the cut
+//! falls exactly on a command boundary (nothing on the wire tells); captures start at packet boundaries, where
+//! this needs a pipelined burst split across segments.
+//!
+//! # Detection
+//! A client array of bulk strings whose first element looks like a command name is certain; an inline line of
+//! a known command, an upper-case inline word and a server reply are weak evidence, kept only on port 6379.
 //!
 //! # Limits and validity
 //! Nesting is bounded by [`Limits::max_depth`] (`TooMany`), bulk lengths by 512 MiB and lines by 64 KiB
@@ -77,7 +88,20 @@ impl L7Parser for RedisParser {
     }
 
     fn probe(&self, input: &ProbeInput<'_>) -> Probe {
-        probe(input.payload, input.direction)
+        let verdict = probe(input.payload, input.direction);
+        // Weak evidence (a reply, an inline line) counts only on Redis' port: "+OK" also starts POP3, and
+        // "QUIT\r\n" ends SMTP and FTP sessions. A partial array command (`*N\r\n$...` cut short) stays
+        // `Maybe` anywhere.
+        let partial_array =
+            input.direction == Direction::ClientToServer && input.payload.first() == Some(&b'*');
+        let on_port = self
+            .default_ports()
+            .iter()
+            .any(|p| *p == input.flow.port_dst || *p == input.flow.port_src);
+        if verdict == Probe::Maybe && !partial_array && !on_port {
+            return Probe::No;
+        }
+        verdict
     }
 
     fn new_flow(&self, _flow: &FlowKey, limits: &Limits) -> Box<dyn FlowParser> {
@@ -123,7 +147,8 @@ const AMBIGUOUS_INLINE: &[&[u8]] = &[b"GET", b"SET", b"QUIT", b"DEL", b"INCR", b
 
 /// Cheap detection. A client RESP array of bulk strings whose first element is a plausible command name is
 /// `Yes`; a complete upper-case inline line of a known command is `Yes` (`Maybe` for words other text protocols
-/// share, such as `GET`); an HTTP request line is `No`; a server reply is `Maybe`.
+/// share, such as `GET`); an HTTP request line is `No`; a server reply is `Maybe`. [`RedisParser`] keeps the
+/// `Maybe`s only on port 6379.
 pub fn probe(payload: &[u8], direction: Direction) -> Probe {
     match direction {
         Direction::ClientToServer => match command_start(payload, 0) {
@@ -160,7 +185,9 @@ fn probe_inline(payload: &[u8]) -> Probe {
     } else if INLINE_COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(word))
         || (plausible_command(word)
             && line.ends_with(b"\r")
-            && word.iter().all(u8::is_ascii_uppercase))
+            && word
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
     {
         // A known word in another case, or an upper-case word on a CRLF line: weak evidence (port 6379 decides).
         Probe::Maybe
@@ -271,6 +298,8 @@ struct CmdScan {
     skip: Skip,
     name: Vec<u8>,
     arg1: Vec<u8>,
+    /// Third element, captured for `CLIENT` only (`CLIENT REPLY ON|OFF|SKIP`).
+    arg2: Vec<u8>,
     /// Looking for a message start after a gap.
     resync: bool,
 }
@@ -376,6 +405,16 @@ impl ReplyScan {
     }
 }
 
+/// `CLIENT REPLY` mode: whether the server answers commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// The next command gets no reply.
+    SkipNext,
+}
+
 /// How extra subscribe confirmations are swallowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Extra {
@@ -400,6 +439,8 @@ struct Pairing {
     /// Channel counts of subscribe-family commands not yet confirmed (0 = "all", argument-less).
     confirms: VecDeque<u32>,
     extra: Extra,
+    /// `CLIENT REPLY` mode.
+    reply_mode: ReplyMode,
     /// Ids of paired commands whose replies were lost in a gap: answered with status unknown at the next
     /// chance (the next server-side parse, or the flow's end).
     lost: std::ops::Range<u64>,
@@ -502,11 +543,36 @@ fn push_message(
 fn emit_command(
     pair: &mut Pairing,
     name: &[u8],
-    arg1: Option<&[u8]>,
+    (arg1, arg2): (Option<&[u8]>, &[u8]),
     nargs: u64,
     (start, end): (u64, u64),
     out: &mut Vec<Message>,
 ) {
+    // CLIENT REPLY ON|OFF|SKIP: commands the server will not answer are one-way.
+    let client_reply = (name == b"CLIENT"
+        && arg1.is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY")))
+    .then_some(arg2);
+    let is = |w: &[u8]| client_reply.is_some_and(|a| a.eq_ignore_ascii_case(w));
+    let no_reply = match pair.reply_mode {
+        ReplyMode::Off => !is(b"ON"),
+        ReplyMode::SkipNext => true,
+        ReplyMode::On => is(b"OFF") || is(b"SKIP"),
+    };
+    pair.reply_mode = if is(b"ON") {
+        ReplyMode::On
+    } else if is(b"OFF") {
+        ReplyMode::Off
+    } else if is(b"SKIP") {
+        if pair.reply_mode == ReplyMode::Off {
+            ReplyMode::Off
+        } else {
+            ReplyMode::SkipNext
+        }
+    } else if pair.reply_mode == ReplyMode::SkipNext {
+        ReplyMode::On
+    } else {
+        pair.reply_mode
+    };
     if is_subscribe(name) || is_unsubscribe(name) {
         if is_subscribe(name) {
             pair.subscribed = true;
@@ -522,6 +588,20 @@ fn emit_command(
         pair.resp3 = true;
     }
     let p = pair;
+    if no_reply && p.synced {
+        if let Some(info) = push_message(
+            out,
+            Direction::ClientToServer,
+            MessageKind::OneWay,
+            Correlation::Unpaired,
+            start,
+            end,
+        ) {
+            fill_command_info(info, name, arg1);
+            info.response_status = Some(ResponseStatus::Ok);
+        }
+        return;
+    }
     if !p.synced {
         if p.cmds_since_reply == 0 && p.rounds >= RESYNC_ROUNDS {
             // Lockstep observed: this command's reply is the next reply.
@@ -569,7 +649,7 @@ impl RedisFlow {
         emit_command(
             &mut self.pair,
             &self.cmd.name,
-            arg1,
+            (arg1, &self.cmd.arg2),
             nargs,
             (self.cmd.start, end),
             out,
@@ -625,6 +705,7 @@ impl RedisFlow {
                             self.cmd.index = 0;
                             self.cmd.name.clear();
                             self.cmd.arg1.clear();
+                            self.cmd.arg2.clear();
                             i = next;
                         }
                     },
@@ -676,6 +757,11 @@ impl RedisFlow {
                     } else {
                         self.cmd.arg1.extend_from_slice(part);
                     }
+                } else if self.cmd.index == 2 && self.cmd.name.eq_ignore_ascii_case(b"CLIENT") {
+                    let Some(part) = data.get(body..body + len.min(8)) else {
+                        return Ok(i);
+                    };
+                    self.cmd.arg2.extend_from_slice(part);
                 }
                 if data.len() >= end.saturating_add(2) {
                     if data.get(end..end + 2) != Some(b"\r\n") {
@@ -733,11 +819,12 @@ impl RedisFlow {
         self.cmd.name.extend_from_slice(name);
         self.cmd.name.make_ascii_uppercase();
         let arg1 = words.next();
-        let nargs = u64::from(arg1.is_some()) + words.count() as u64;
+        let arg2 = words.next().unwrap_or(&[]);
+        let nargs = u64::from(arg1.is_some()) + u64::from(!arg2.is_empty()) + words.count() as u64;
         emit_command(
             &mut self.pair,
             &self.cmd.name,
-            arg1,
+            (arg1, arg2),
             nargs,
             (ctx.pos(i), ctx.pos(i + nl + 1)),
             out,

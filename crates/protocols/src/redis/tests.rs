@@ -658,3 +658,57 @@ fn zeek_stream_conversation() {
         ]
     );
 }
+
+#[test]
+fn zeek_client_reply_skip_while_off() {
+    // zeek Traces/redis/client-skip-while-off.pcap; Zeek's redis.log answers PING, (CLIENT), (PING), (CLIENT),
+    // CLIENT OK, PING, PING: the parenthesised ones have no reply.
+    let conv: &[(Direction, &[u8])] = &[
+        (C, b"PING\r\nCLIENT REPLY OFF\r\nPING\r\nCLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\nPING\r\nPING\r\n"),
+        (S, b"+PONG\r\n+OK\r\n+PONG\r\n+PONG\r\n"),
+    ];
+    let logs = run_pieces(&mut engine(), &conv_pieces(conv));
+    let got: Vec<_> = logs
+        .iter()
+        .map(|l| {
+            (
+                l.request_resource.clone().unwrap(),
+                l.response_duration_us.is_some(),
+            )
+        })
+        .collect();
+    let want = [
+        ("PING", true),
+        ("CLIENT REPLY", false),
+        ("PING", false),
+        ("CLIENT REPLY", false),
+        ("CLIENT REPLY", true),
+        ("PING", true),
+        ("PING", true),
+    ];
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    let mut want_sorted: Vec<_> = want.iter().map(|(r, p)| (r.to_string(), *p)).collect();
+    want_sorted.sort();
+    assert_eq!(got_sorted, want_sorted);
+    assert!(logs.iter().all(|l| l.response_status.as_str() == "ok"));
+}
+
+#[test]
+fn weak_evidence_counts_only_on_the_redis_port() {
+    let mut key = flow();
+    let p = |payload: &'static [u8], dir, key: &FlowKey| {
+        RedisParser.probe(&ProbeInput {
+            payload,
+            direction: dir,
+            flow: key,
+        })
+    };
+    key.port_dst = 110;
+    assert_eq!(p(b"+OK POP3 server ready\r\n", S, &key), Probe::No);
+    assert_eq!(p(b"QUIT\r\n", C, &key), Probe::No);
+    assert_eq!(p(MAIN[0].1, C, &key), Probe::Yes);
+    key.port_dst = 6379;
+    assert_eq!(p(b"+OK\r\n", S, &key), Probe::Maybe);
+    assert_eq!(p(b"FAKE COMMAND\r\n", C, &key), Probe::Maybe);
+}
