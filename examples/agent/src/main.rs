@@ -119,6 +119,8 @@ fn run_file(path: &std::path::Path, json: Option<JsonKind>) -> ExitCode {
     let bar = progress_bar(path);
     let options = RunOptions {
         progress: bar.as_ref().map(|(_, p)| p.clone()),
+        // FATHOM_SINGLE_THREAD=1 runs capture and parsing on one thread (for measurements).
+        single_thread: std::env::var_os("FATHOM_SINGLE_THREAD").is_some(),
         ..RunOptions::default()
     };
     let mut n = 0u64;
