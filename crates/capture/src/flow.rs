@@ -628,6 +628,17 @@ impl FlowTable {
         })));
     }
 
+    /// Advance capture time without a packet (live sources call this periodically so idle flows still time out).
+    pub fn advance(&mut self, now_us: u64, out: &mut Vec<StreamEvent>) {
+        if now_us > self.now_us {
+            self.now_us = now_us;
+        }
+        if self.now_us >= self.next_sweep_us {
+            self.sweep(out);
+            self.next_sweep_us = self.now_us.saturating_add(self.config.sweep_interval_us);
+        }
+    }
+
     /// End of input: end every flow still open (close type `open_at_end`, or `fin`/`rst` when seen), oldest
     /// flow first.
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) {
