@@ -13,7 +13,7 @@
 use anyhow::Context as _;
 use fathom_capture::{CaptureError, Config, Counters, EventSource, FileSource, PacketCapture};
 use fathom_model::{FlowRecord, RequestLog, ResponseStatus, StreamEvent};
-use fathom_protocols::{Engine, EngineStats, Limits};
+use fathom_protocols::{Engine, EngineStats, L7Parser, Limits};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,7 +68,7 @@ pub enum Output<'a> {
 }
 
 /// Options of a pipeline run.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Capture limits.
     pub capture: Config,
@@ -78,6 +78,26 @@ pub struct RunOptions {
     pub progress: Option<Arc<AtomicU64>>,
     /// Run capture and parsing on the caller's thread instead of a capture thread plus a bounded channel.
     pub single_thread: bool,
+    /// Parsers probed after the built-in ones (plugins, tests).
+    pub extra_parsers: Vec<Arc<dyn L7Parser>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("capture", &self.capture)
+            .field("limits", &self.limits)
+            .field("single_thread", &self.single_thread)
+            .field(
+                "extra_parsers",
+                &self
+                    .extra_parsers
+                    .iter()
+                    .map(|p| p.protocol())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// Run the pipeline on an opened event source, delivering every log and flow to `out`.
@@ -156,8 +176,12 @@ struct ParseStage {
 
 impl ParseStage {
     fn new(options: &RunOptions) -> ParseStage {
+        let mut engine = Engine::new(fathom_protocols::builtin_parsers(), options.limits.clone());
+        for p in &options.extra_parsers {
+            engine.register(p.clone());
+        }
         ParseStage {
-            engine: Engine::new(fathom_protocols::builtin_parsers(), options.limits.clone()),
+            engine,
             stats: PipelineStats::default(),
             logs: Vec::new(),
         }
