@@ -41,7 +41,29 @@ mod limits;
 mod message;
 mod parser;
 mod registry;
+pub mod tracectx;
 pub mod util;
+
+#[cfg(feature = "proto-dns")]
+pub mod dns;
+#[cfg(feature = "proto-dubbo")]
+pub mod dubbo;
+#[cfg(feature = "proto-http1")]
+pub mod http1;
+#[cfg(feature = "proto-http2")]
+pub mod http2;
+#[cfg(feature = "proto-kafka")]
+pub mod kafka;
+#[cfg(feature = "proto-mqtt")]
+pub mod mqtt;
+#[cfg(feature = "proto-mysql")]
+pub mod mysql;
+#[cfg(feature = "proto-postgresql")]
+pub mod postgresql;
+#[cfg(feature = "proto-redis")]
+pub mod redis;
+#[cfg(feature = "proto-tls")]
+pub mod tls;
 
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};

@@ -2,6 +2,7 @@
 
 use clap::{Parser, ValueEnum};
 use fathom_agent::{run_pcap, DamagedCapture, Output, RunOptions, Summary};
+use fathom_metrics::{DriverOptions, MetricsDriver};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,13 +42,14 @@ struct Cli {
     /// Ship to a fathom-server.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
-    /// Serve Prometheus metrics on this address.
+    /// Serve Prometheus metrics on this address (with --pcap: the totals at the end of the file, kept served
+    /// for --duration seconds).
     #[arg(long, value_name = "ADDR")]
     prometheus: Option<String>,
-    /// Export OTLP to this endpoint.
+    /// Push OTLP/HTTP metrics to this endpoint (`http://host:4318`; POST to /v1/metrics).
     #[arg(long, value_name = "URL")]
     otlp: Option<String>,
-    /// Stop a live capture after this many seconds.
+    /// Stop a live capture after this many seconds (with --pcap --prometheus: keep serving this long at the end).
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
 }
@@ -76,24 +78,51 @@ fn main() -> ExitCode {
         (cli.tags.is_some(), "--tags"),
         (!cli.plugin.is_empty(), "--plugin"),
         (cli.server.is_some(), "--server"),
-        (cli.prometheus.is_some(), "--prometheus"),
-        (cli.otlp.is_some(), "--otlp"),
-        (cli.duration.is_some(), "--duration"),
+        (
+            cli.duration.is_some() && cli.prometheus.is_none(),
+            "--duration",
+        ),
     ] {
         if set {
             return unsupported(name);
         }
     }
-    match cli.json {
-        Some(JsonKind::Metrics) => return unsupported("--json metrics"),
-        Some(JsonKind::Traces) => return unsupported("--json traces"),
-        _ => {}
+    if cli.json == Some(JsonKind::Traces) {
+        return unsupported("--json traces");
     }
-    let Some(pcap) = cli.pcap else {
+    let Some(pcap) = cli.pcap.clone() else {
         eprintln!("fathom-agent: error: one of --pcap FILE, --iface IFACE or --ebpf is required");
         return ExitCode::from(2);
     };
-    run_file(&pcap, cli.json)
+    let mut metrics = match metrics_driver(&cli) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("fathom-agent: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run_file(&pcap, cli.json, metrics.as_mut());
+    if let (Some(addr), Some(secs)) = (&cli.prometheus, cli.duration) {
+        tracing::info!(%addr, secs, "Serving the final metrics.");
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
+    code
+}
+
+/// The metrics outputs asked for on the command line, if any.
+fn metrics_driver(cli: &Cli) -> Result<Option<MetricsDriver>, fathom_metrics::DriverError> {
+    let json_rows = cli.json == Some(JsonKind::Metrics);
+    if !json_rows && cli.prometheus.is_none() && cli.otlp.is_none() {
+        return Ok(None);
+    }
+    let options = DriverOptions {
+        json_rows,
+        prometheus: cli.prometheus.clone(),
+        otlp: cli.otlp.clone(),
+        clock_from_records: true,
+        ..DriverOptions::default()
+    };
+    MetricsDriver::new(fathom_metrics::Config::default(), options).map(Some)
 }
 
 fn progress_bar(path: &std::path::Path) -> Option<(indicatif::ProgressBar, Arc<AtomicU64>)> {
@@ -111,7 +140,11 @@ fn progress_bar(path: &std::path::Path) -> Option<(indicatif::ProgressBar, Arc<A
     Some((bar, Arc::new(AtomicU64::new(0))))
 }
 
-fn run_file(path: &std::path::Path, json: Option<JsonKind>) -> ExitCode {
+fn run_file(
+    path: &std::path::Path,
+    json: Option<JsonKind>,
+    mut metrics: Option<&mut MetricsDriver>,
+) -> ExitCode {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut summary = Summary::default();
@@ -127,6 +160,16 @@ fn run_file(path: &std::path::Path, json: Option<JsonKind>) -> ExitCode {
     let result = run_pcap(path, &options, |o| {
         if write_err.is_some() {
             return;
+        }
+        if let Some(m) = metrics.as_deref_mut() {
+            let r = match &o {
+                Output::Log(l) => m.on_log(l, &mut w),
+                Output::Flow(f) => m.on_flow(f, &mut w),
+            };
+            if let Err(e) = r {
+                write_err = Some(e);
+                return;
+            }
         }
         let r = match (&o, json) {
             (Output::Log(l), Some(JsonKind::Logs)) => serde_json::to_writer(&mut w, l)
@@ -161,6 +204,12 @@ fn run_file(path: &std::path::Path, json: Option<JsonKind>) -> ExitCode {
             Err(e) => (None, Some(format!("{e:#}"))),
         },
     };
+    if let Some(m) = metrics {
+        if let Err(e) = m.finish(&mut w) {
+            write_err.get_or_insert(e);
+        }
+        report_metrics(m);
+    }
     if json.is_none() {
         if let Some(stats) = &stats {
             let _ = w.write_all(summary.render(stats).as_bytes());
@@ -189,5 +238,19 @@ fn run_file(path: &std::path::Path, json: Option<JsonKind>) -> ExitCode {
             eprintln!("fathom-agent: error: {}: {msg}", path.display());
             ExitCode::from(1)
         }
+    }
+}
+
+fn report_metrics(m: &MetricsDriver) {
+    let s = m.aggregator().stats();
+    tracing::info!(
+        series = s.series,
+        l4_series = s.l4_series,
+        overflow_logs = s.overflow_logs,
+        late_logs = s.late_logs,
+        "Metrics done."
+    );
+    if let (n @ 1.., Some(e)) = m.otlp_failures() {
+        tracing::warn!(failures = n, error = %e, "OTLP export failed.");
     }
 }

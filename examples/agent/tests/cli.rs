@@ -194,14 +194,13 @@ fn unsupported_options_exit_2() {
     let pcap = data("http1.pcap");
     let p = pcap.to_str().unwrap();
     for args in [
-        vec!["--pcap", p, "--json", "metrics"],
         vec!["--pcap", p, "--json", "traces"],
         vec!["--pcap", p, "--tags", "tags.yaml"],
         vec!["--pcap", p, "--plugin", "x.wasm"],
         vec!["--iface", "lo"],
         vec!["--ebpf"],
         vec!["--iface", "lo", "--prometheus", "127.0.0.1:9100"],
-        vec!["--pcap", p, "--otlp", "http://x"],
+        vec!["--pcap", p, "--otlp", "https://x"],
         vec!["--pcap", p, "--server", "http://x"],
         vec!["--pcap", p, "--duration", "3"],
         vec![],

@@ -1,0 +1,105 @@
+//! SmartEncoding benchmark: bytes per log for JSON lines with string tags (a), (a)+zstd (b), our batches (c) and
+//! (c)+zstd (d), and encode/decode throughput in logs/s.
+//!
+//! Data: the request logs of the shared captures' ground truth (`../shared/data/truth/*.jsonl`: real types,
+//! resources, domains, codes and statuses), cycled into batches of 10,000 logs with capture-like times, ports and
+//! durations, each tagged as a log between two pods of a generated 500-pod Kubernetes cluster (client and server
+//! side: pod, namespace, workload, node, service, and app/version/team labels: 16 tags per log).
+
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use criterion::{criterion_group, Criterion, Throughput};
+use fathom_encoding::{Encoder, GlobalDictionary, SyncMode};
+use fathom_model::RequestLog;
+use gen::{make_logs, BATCH};
+use std::io::Write;
+
+#[path = "support/gen.rs"]
+mod gen;
+
+fn zstd_len(bytes: &[u8]) -> usize {
+    zstd::bulk::compress(bytes, 3).map(|v| v.len()).unwrap_or(0)
+}
+
+fn report_sizes() {
+    let batches: Vec<Vec<RequestLog>> = (0..5).map(|i| make_logs(BATCH, 0x9e37_79b9 + i)).collect();
+    let n = (BATCH * batches.len()) as f64;
+    let (mut a, mut b) = (0usize, 0usize);
+    for logs in &batches {
+        let mut json = Vec::new();
+        for l in logs {
+            serde_json::to_writer(&mut json, l).unwrap();
+            json.push(b'\n');
+        }
+        a += json.len();
+        b += zstd_len(&json);
+    }
+    let mut sizes = Vec::new();
+    for level in [None, Some(3)] {
+        let mut enc = Encoder::new(1, SyncMode::Reliable);
+        enc.set_zstd(level);
+        let mut server = GlobalDictionary::default();
+        let (mut total, mut first) = (0usize, 0usize);
+        for (i, logs) in batches.iter().enumerate() {
+            let (_, bytes) = enc.encode(logs).unwrap();
+            assert_eq!(&server.decode(&bytes).unwrap().logs, logs, "round trip");
+            total += bytes.len();
+            if i == 0 {
+                first = bytes.len();
+            }
+        }
+        sizes.push((total, first));
+    }
+    let per = |x: usize| x as f64 / n;
+    let first_per = |x: usize| x as f64 / BATCH as f64;
+    let mut o = std::io::stderr();
+    let _ = writeln!(
+        o,
+        "\n== SmartEncoding sizes: {} batches of {BATCH} logs, 16 tags each ==",
+        batches.len()
+    );
+    let _ = writeln!(o, "(a) JSON lines, string tags      {:8.1} B/log", per(a));
+    let _ = writeln!(
+        o,
+        "(b) (a) + zstd-3 per batch       {:8.1} B/log  ({:.1}x smaller than a)",
+        per(b),
+        a as f64 / b as f64
+    );
+    let _ = writeln!(o, "(c) Fathom batches               {:8.1} B/log  ({:.1}x smaller than a, {:.2}x of b); first batch with its dictionary {:.1} B/log", per(sizes[0].0), a as f64 / sizes[0].0 as f64, sizes[0].0 as f64 / b as f64, first_per(sizes[0].1));
+    let _ = writeln!(o, "(d) (c) + zstd-3                 {:8.1} B/log  ({:.1}x smaller than a); first batch {:.1} B/log", per(sizes[1].0), a as f64 / sizes[1].0 as f64, first_per(sizes[1].1));
+}
+
+fn throughput(c: &mut Criterion) {
+    let logs = make_logs(BATCH, 42);
+    let mut g = c.benchmark_group("smart_encoding");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut enc = Encoder::new(1, SyncMode::Reliable);
+    let _ = enc.encode(&logs).unwrap(); // steady state: dictionary warm
+    g.bench_function("encode_10k_logs", |b| b.iter(|| enc.encode(&logs).unwrap()));
+    let mut enc2 = Encoder::new(2, SyncMode::Reliable);
+    let mut server = GlobalDictionary::default();
+    server.decode(&enc2.encode(&logs).unwrap().1).unwrap();
+    let (_, steady) = enc2.encode(&logs).unwrap();
+    g.bench_function("decode_10k_logs", |b| {
+        b.iter(|| server.decode(&steady).unwrap())
+    });
+    g.bench_function("json_serialize_10k_logs", |b| {
+        let mut out = Vec::with_capacity(16 << 20);
+        b.iter(|| {
+            out.clear();
+            for l in &logs {
+                serde_json::to_writer(&mut out, l).unwrap();
+            }
+            out.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, throughput);
+
+fn main() {
+    report_sizes();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
