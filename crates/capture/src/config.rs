@@ -30,7 +30,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Default for [`Config::max_flows`].
+    /// Default for [`Config::max_flows`]: 2^20 flows, at most about 0.5 GiB of flow state (512 bytes per flow
+    /// slot; out-of-order buffers are capped by [`Config::max_ooo_bytes_total`]).
     pub const DEFAULT_MAX_FLOWS: usize = 1 << 20;
     /// Default for [`Config::tcp_idle_timeout_us`]: 15 min (long-lived idle connections stay one flow).
     pub const DEFAULT_TCP_IDLE_TIMEOUT_US: u64 = 900_000_000;

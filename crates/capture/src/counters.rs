@@ -69,7 +69,7 @@ pub struct Counters {
     pub flows_evicted: u64,
     /// Flows ended by idle timeout.
     pub flows_timed_out: u64,
-    /// Flows still open at the end of the input.
+    /// Flows still in the table at the end of the input (open ones, and closed ones still lingering).
     pub flows_open_at_end: u64,
     /// TCP flows restarted by a new SYN on the same 5-tuple (port reuse).
     pub flows_port_reused: u64,

@@ -68,8 +68,10 @@ fn io_err(offset: u64) -> impl FnOnce(std::io::Error) -> CaptureError {
 }
 
 impl FileSource {
-    /// Read buffer size.
+    /// Read buffer size (reached after a few reads; the first reads are smaller so that small inputs stay cheap).
     pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+    /// First read buffer size; it doubles per refill up to [`FileSource::DEFAULT_CHUNK_SIZE`].
+    pub const INITIAL_CHUNK_SIZE: usize = 64 << 10;
     /// Largest record (pcap record or pcapng block) accepted; larger ones are malformed.
     pub const MAX_RECORD_LEN: usize = 64 << 20;
 
@@ -101,7 +103,7 @@ impl FileSource {
             pos: 0,
             base: 0,
             eof: false,
-            chunk_size: Self::DEFAULT_CHUNK_SIZE,
+            chunk_size: Self::INITIAL_CHUNK_SIZE,
             format: Format::Pcap {
                 be: false,
                 nanos: false,
@@ -142,6 +144,7 @@ impl FileSource {
             return Ok(false);
         }
         let cap = need.max(self.chunk_size);
+        self.chunk_size = (self.chunk_size * 2).min(Self::DEFAULT_CHUNK_SIZE);
         let mut v = Vec::with_capacity(cap);
         v.extend_from_slice(&self.buf[self.pos..]);
         self.base += self.pos as u64;

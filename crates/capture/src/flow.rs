@@ -149,8 +149,8 @@ enum EndReason {
 /// The flow table and TCP reassembler: packets in, [`StreamEvent`]s out.
 ///
 /// Every flow ends with exactly one [`StreamEvent::FlowEnd`]; no chunk of a flow follows its end. Memory is
-/// bounded by [`Config::max_flows`] flows (each about 500 bytes plus its out-of-order buffers, themselves capped
-/// per direction and in total) and [`Config::max_frag_datagrams`] pending fragmented datagrams.
+/// bounded by [`Config::max_flows`] flows (each at most 512 bytes of slot plus a hash table entry and its
+/// out-of-order buffers, themselves capped per direction and in total) and [`Config::max_frag_datagrams`] pending fragmented datagrams.
 pub struct FlowTable {
     config: Config,
     hasher: hashbrown::DefaultHashBuilder,
@@ -628,6 +628,17 @@ impl FlowTable {
         })));
     }
 
+    /// Advance capture time without a packet (live sources call this periodically so idle flows still time out).
+    pub fn advance(&mut self, now_us: u64, out: &mut Vec<StreamEvent>) {
+        if now_us > self.now_us {
+            self.now_us = now_us;
+        }
+        if self.now_us >= self.next_sweep_us {
+            self.sweep(out);
+            self.next_sweep_us = self.now_us.saturating_add(self.config.sweep_interval_us);
+        }
+    }
+
     /// End of input: end every flow still open (close type `open_at_end`, or `fin`/`rst` when seen), oldest
     /// flow first.
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) {
@@ -743,5 +754,32 @@ fn on_tcp(
             seg.seq
         };
         f.dirs[d].on_fin(data_seq.wrapping_add(seg.payload_len as u32));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_flow_memory_budget() {
+        // The documented budget: a flow slot stays within 512 bytes (plus 8 bytes of hash table entry and its
+        // out-of-order buffers, which are capped separately).
+        let size = std::mem::size_of::<Flow>();
+        eprintln!("size_of::<Flow>() = {size}");
+        assert!(size <= 512, "{size}");
+    }
+
+    #[test]
+    fn port_rule() {
+        assert!(dst_is_server(51000, 6379));
+        assert!(!dst_is_server(6379, 51000));
+        assert!(dst_is_server(2000, 443));
+        assert!(dst_is_server(40000, 900));
+        assert!(!dst_is_server(15353, 40000));
+        assert!(dst_is_server(40000, 15353));
+        // Nothing to go by: the first packet's destination.
+        assert!(dst_is_server(20000, 20001));
+        assert!(dst_is_server(20001, 20000));
     }
 }

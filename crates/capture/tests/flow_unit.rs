@@ -293,6 +293,21 @@ fn idle_timeouts_in_capture_time() {
 }
 
 #[test]
+fn advancing_time_without_packets_times_flows_out() {
+    let mut r = Run::new(Config::default());
+    r.feed(1_000_000, udp(true, b"q"));
+    let mut out = Vec::new();
+    r.table.advance(
+        1_000_000 + Config::DEFAULT_UDP_IDLE_TIMEOUT_US + 2_000_000,
+        &mut out,
+    );
+    assert!(
+        matches!(&out[..], [StreamEvent::FlowEnd(f)] if f.record.close_type == CloseType::Timeout)
+    );
+    assert_eq!(r.table.live_flows(), 0);
+}
+
+#[test]
 fn lru_eviction_when_full() {
     let cfg = Config {
         max_flows: 2,

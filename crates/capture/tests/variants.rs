@@ -595,7 +595,7 @@ fn follow_streams_match_tshark() {
             path.to_str().unwrap().to_string(),
             "-q".to_string(),
         ];
-        for n in 0..4 {
+        for n in 0..8 {
             args.push("-z".into());
             args.push(format!("follow,tcp,raw,{n}"));
         }
@@ -656,7 +656,7 @@ fn follow_streams_match_tshark() {
         }
     }
     eprintln!("follow streams matching tshark: {checked}");
-    assert!(checked >= 30, "{checked}");
+    assert!(checked >= 45, "{checked}");
 }
 
 fn decode_hex(s: &str) -> Vec<u8> {

@@ -13,7 +13,7 @@
 use anyhow::Context as _;
 use fathom_capture::{CaptureError, Config, Counters, EventSource, FileSource, PacketCapture};
 use fathom_model::{FlowRecord, RequestLog, ResponseStatus, StreamEvent};
-use fathom_protocols::{Engine, EngineStats, Limits};
+use fathom_protocols::{Engine, EngineStats, L7Parser, Limits};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,7 +68,7 @@ pub enum Output<'a> {
 }
 
 /// Options of a pipeline run.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Capture limits.
     pub capture: Config,
@@ -76,6 +76,28 @@ pub struct RunOptions {
     pub limits: Limits,
     /// Shared counter of input bytes consumed, updated per batch (for a progress bar).
     pub progress: Option<Arc<AtomicU64>>,
+    /// Run capture and parsing on the caller's thread instead of a capture thread plus a bounded channel.
+    pub single_thread: bool,
+    /// Parsers probed after the built-in ones (plugins, tests).
+    pub extra_parsers: Vec<Arc<dyn L7Parser>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("capture", &self.capture)
+            .field("limits", &self.limits)
+            .field("single_thread", &self.single_thread)
+            .field(
+                "extra_parsers",
+                &self
+                    .extra_parsers
+                    .iter()
+                    .map(|p| p.protocol())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// Run the pipeline on an opened event source, delivering every log and flow to `out`.
@@ -92,6 +114,9 @@ pub fn run_source<S>(
 where
     S: EventSource + Send + 'static,
 {
+    if options.single_thread {
+        return run_inline(source, options, out);
+    }
     let (tx, rx) = crossbeam_channel::bounded::<Vec<StreamEvent>>(CHANNEL_BATCHES);
     let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<StreamEvent>>(CHANNEL_BATCHES);
     let progress = options.progress.clone();
@@ -120,37 +145,12 @@ where
             (source.counters().clone(), source.position(), result)
         })
         .expect("spawning the capture thread");
-    let mut engine = Engine::new(fathom_protocols::builtin_parsers(), options.limits.clone());
-    let mut stats = PipelineStats::default();
-    let mut logs = Vec::new();
+    let mut parse = ParseStage::new(options);
     for mut batch in rx {
-        for ev in batch.drain(..) {
-            match ev {
-                StreamEvent::Chunk(c) => engine.on_chunk(&c, &mut logs),
-                StreamEvent::FlowEnd(end) => {
-                    let proto = engine.on_flow_end(&end, &mut logs);
-                    for l in logs.drain(..) {
-                        stats.logs += 1;
-                        out(Output::Log(&l));
-                    }
-                    let mut rec = end.record;
-                    rec.l7_protocol = proto.map(|p| p.as_str().to_string());
-                    stats.flows += 1;
-                    out(Output::Flow(&rec));
-                }
-            }
-            for l in logs.drain(..) {
-                stats.logs += 1;
-                out(Output::Log(&l));
-            }
-        }
+        parse.batch(&mut batch, &mut out);
         let _ = recycle_tx.try_send(batch);
     }
-    engine.finish(&mut logs);
-    for l in logs.drain(..) {
-        stats.logs += 1;
-        out(Output::Log(&l));
-    }
+    let (mut stats, engine) = parse.finish(&mut out);
     let (counters, position, result) = match capture.join() {
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),
@@ -158,6 +158,91 @@ where
     stats.capture = counters;
     stats.engine = engine.stats().clone();
     stats.input_bytes = position;
+    match result {
+        Ok(()) => Ok(stats),
+        Err(error) => Err(DamagedCapture {
+            stats: Box::new(stats),
+            error,
+        }),
+    }
+}
+
+/// The parse stage: engine, pending logs and counters.
+struct ParseStage {
+    engine: Engine,
+    stats: PipelineStats,
+    logs: Vec<RequestLog>,
+}
+
+impl ParseStage {
+    fn new(options: &RunOptions) -> ParseStage {
+        let mut engine = Engine::new(fathom_protocols::builtin_parsers(), options.limits.clone());
+        for p in &options.extra_parsers {
+            engine.register(p.clone());
+        }
+        ParseStage {
+            engine,
+            stats: PipelineStats::default(),
+            logs: Vec::new(),
+        }
+    }
+
+    fn flush_logs(&mut self, out: &mut impl FnMut(Output<'_>)) {
+        for l in self.logs.drain(..) {
+            self.stats.logs += 1;
+            out(Output::Log(&l));
+        }
+    }
+
+    fn batch(&mut self, batch: &mut Vec<StreamEvent>, out: &mut impl FnMut(Output<'_>)) {
+        for ev in batch.drain(..) {
+            match ev {
+                StreamEvent::Chunk(c) => self.engine.on_chunk(&c, &mut self.logs),
+                StreamEvent::FlowEnd(end) => {
+                    let proto = self.engine.on_flow_end(&end, &mut self.logs);
+                    self.flush_logs(out);
+                    let mut rec = end.record;
+                    rec.l7_protocol = proto.map(|p| p.as_str().to_string());
+                    self.stats.flows += 1;
+                    out(Output::Flow(&rec));
+                }
+            }
+            if !self.logs.is_empty() {
+                self.flush_logs(out);
+            }
+        }
+    }
+
+    fn finish(mut self, out: &mut impl FnMut(Output<'_>)) -> (PipelineStats, Engine) {
+        self.engine.finish(&mut self.logs);
+        self.flush_logs(out);
+        (self.stats, self.engine)
+    }
+}
+
+fn run_inline<S: EventSource>(
+    mut source: S,
+    options: &RunOptions,
+    mut out: impl FnMut(Output<'_>),
+) -> Result<PipelineStats, DamagedCapture> {
+    let mut parse = ParseStage::new(options);
+    let mut batch = Vec::new();
+    let result = loop {
+        let r = source.next_events(&mut batch);
+        if let Some(p) = &options.progress {
+            p.store(source.position(), Ordering::Relaxed);
+        }
+        parse.batch(&mut batch, &mut out);
+        match r {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    let (mut stats, engine) = parse.finish(&mut out);
+    stats.capture = source.counters().clone();
+    stats.engine = engine.stats().clone();
+    stats.input_bytes = source.position();
     match result {
         Ok(()) => Ok(stats),
         Err(error) => Err(DamagedCapture {
