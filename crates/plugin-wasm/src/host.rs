@@ -1,0 +1,535 @@
+//! The wasmtime host: loading, the sandbox, and the `L7Parser` / `FlowParser` implementations.
+
+use crate::{PluginConfig, ABI_VERSION, MAX_FIELD_LEN, MAX_PROBE_LEN, RESULT_RECORD_LEN};
+use fathom_model::{Direction, FlowKey, L7Protocol, ResponseStatus};
+use fathom_protocols::{
+    Correlation, FlowParser, L7Parser, Limits, LogInfo, Message, MessageKind, ParseCtx, ParseError,
+    ParseErrorKind, Probe, ProbeInput,
+};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use wasmtime::{
+    Config, Engine, Instance, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    TypedFunc,
+};
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginError {
+    /// The wasmtime engine could not be created.
+    Engine(String),
+    /// The bytes are not a valid wasm module (or failed to compile).
+    Compile(String),
+    /// The module could not be instantiated (it has imports, its start function trapped, limits...).
+    Instantiate(String),
+    /// A required export is missing or has the wrong type.
+    MissingExport(&'static str, String),
+    /// `fathom_abi_version()` returned another version than [`ABI_VERSION`].
+    AbiVersion {
+        /// What the plugin declared.
+        found: i32,
+    },
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginError::Engine(e) => write!(f, "cannot create the wasm engine: {e}"),
+            PluginError::Compile(e) => write!(f, "cannot compile the plugin module: {e}"),
+            PluginError::Instantiate(e) => write!(f, "cannot instantiate the plugin: {e}"),
+            PluginError::MissingExport(name, e) => {
+                write!(f, "the plugin does not export a valid `{name}`: {e}")
+            }
+            PluginError::AbiVersion { found } => write!(
+                f,
+                "plugin ABI version mismatch: the plugin declares version {found}, this host implements \
+                 version {ABI_VERSION} (see docs/plugins.md)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// Counters of one plugin (a snapshot, see [`WasmPlugin::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Guest calls made (`fathom_alloc` excluded).
+    pub calls: u64,
+    /// Calls that trapped (including a memory or table limit hit).
+    pub traps: u64,
+    /// Calls stopped because their fuel budget ran out.
+    pub timeouts: u64,
+    /// Calls whose result broke the ABI (bad verdict, out-of-bounds record or field, bad length).
+    pub bad_results: u64,
+    /// True once the plugin has been disabled.
+    pub disabled: bool,
+}
+
+impl PluginStats {
+    /// All failed calls.
+    pub fn failures(&self) -> u64 {
+        self.traps + self.timeouts + self.bad_results
+    }
+}
+
+/// Loads plugins: one shared wasmtime engine, the sandbox configuration.
+#[derive(Clone)]
+pub struct PluginHost {
+    engine: Engine,
+    config: PluginConfig,
+}
+
+impl fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// A host with fuel metering on.
+    ///
+    /// # Errors
+    /// [`PluginError::Engine`] when wasmtime refuses the configuration.
+    pub fn new(config: PluginConfig) -> Result<PluginHost, PluginError> {
+        let mut wasm = Config::new();
+        wasm.consume_fuel(true);
+        let engine = Engine::new(&wasm).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        Ok(PluginHost { engine, config })
+    }
+
+    /// The sandbox configuration.
+    pub fn config(&self) -> &PluginConfig {
+        &self.config
+    }
+
+    /// Compile and instantiate a plugin from wasm bytes (or, when wasmtime's `wat` feature is on, wasm
+    /// text), check its ABI version, and return it ready to register with
+    /// [`fathom_protocols::Engine::register`]. Its protocol is `L7Protocol::Custom(name)`.
+    ///
+    /// # Errors
+    /// See [`PluginError`].
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<WasmPlugin>, PluginError> {
+        let module =
+            Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.config.max_memory_bytes)
+            .table_elements(self.config.max_table_elements)
+            .instances(1)
+            .memories(1)
+            .tables(4)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, limits);
+        store.limiter(|l| l);
+        store
+            .set_fuel(self.config.fuel_per_call)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let linker: Linker<StoreLimits> = Linker::new(&self.engine);
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
+        let version: TypedFunc<(), i32> = export(&instance, &mut store, "fathom_abi_version")?;
+        store
+            .set_fuel(self.config.fuel_per_call)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let found = version
+            .call(&mut store, ())
+            .map_err(|e| PluginError::Instantiate(format!("fathom_abi_version failed: {e:#}")))?;
+        if found != ABI_VERSION {
+            return Err(PluginError::AbiVersion { found });
+        }
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| PluginError::MissingExport("memory", "no exported memory".into()))?;
+        let sandbox = Sandbox {
+            alloc: export(&instance, &mut store, "fathom_alloc")?,
+            probe: export(&instance, &mut store, "fathom_probe")?,
+            parse: export(&instance, &mut store, "fathom_parse")?,
+            memory,
+            store,
+            fuel: self.config.fuel_per_call,
+        };
+        let name: Arc<str> = Arc::from(name);
+        Ok(Arc::new(WasmPlugin {
+            protocol: L7Protocol::Custom(name.clone()),
+            shared: Arc::new(Shared {
+                name,
+                sandbox: Mutex::new(sandbox),
+                config: self.config.clone(),
+                calls: AtomicU64::new(0),
+                traps: AtomicU64::new(0),
+                timeouts: AtomicU64::new(0),
+                bad_results: AtomicU64::new(0),
+                disabled: AtomicBool::new(false),
+            }),
+        }))
+    }
+}
+
+fn export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    instance: &Instance,
+    store: &mut Store<StoreLimits>,
+    name: &'static str,
+) -> Result<TypedFunc<P, R>, PluginError> {
+    instance
+        .get_typed_func::<P, R>(store, name)
+        .map_err(|e| PluginError::MissingExport(name, format!("{e:#}")))
+}
+
+/// Why one guest call failed.
+#[derive(Debug)]
+enum Failure {
+    Trap(String),
+    Timeout,
+    BadResult(&'static str),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Trap(e) => write!(f, "trap: {e}"),
+            Failure::Timeout => f.write_str("fuel budget exhausted (timeout)"),
+            Failure::BadResult(e) => write!(f, "bad result: {e}"),
+        }
+    }
+}
+
+impl From<wasmtime::Error> for Failure {
+    fn from(e: wasmtime::Error) -> Failure {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => Failure::Timeout,
+            _ => Failure::Trap(format!("{e:#}")),
+        }
+    }
+}
+
+/// The instance of one plugin and its store.
+struct Sandbox {
+    store: Store<StoreLimits>,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    probe: TypedFunc<(i32, i32, i32), i32>,
+    parse: TypedFunc<(i32, i32, i32), i32>,
+    fuel: u64,
+}
+
+impl Sandbox {
+    fn refuel(&mut self) -> Result<(), Failure> {
+        self.store.set_fuel(self.fuel).map_err(Failure::from)
+    }
+
+    /// Copy `data` into a guest buffer from `fathom_alloc`; returns its guest address.
+    fn copy_in(&mut self, data: &[u8]) -> Result<u32, Failure> {
+        let len = i32::try_from(data.len()).map_err(|_| Failure::BadResult("input too long"))?;
+        self.refuel()?;
+        let ptr = self.alloc.call(&mut self.store, len)? as u32;
+        self.memory
+            .write(&mut self.store, ptr as usize, data)
+            .map_err(|_| Failure::BadResult("fathom_alloc returned an out-of-bounds buffer"))?;
+        Ok(ptr)
+    }
+
+    fn probe(&mut self, data: &[u8], dir: i32) -> Result<Probe, Failure> {
+        let ptr = self.copy_in(data)?;
+        self.refuel()?;
+        match self
+            .probe
+            .call(&mut self.store, (ptr as i32, data.len() as i32, dir))?
+        {
+            0 => Ok(Probe::No),
+            1 => Ok(Probe::Maybe),
+            2 => Ok(Probe::Yes),
+            _ => Err(Failure::BadResult("fathom_probe returned an unknown verdict")),
+        }
+    }
+
+    /// Read and validate the result record at guest address `at`.
+    fn record(&self, at: u32, remaining: usize) -> Result<Record, Failure> {
+        let mem = self.memory.data(&self.store);
+        let rec = (at as usize)
+            .checked_add(RESULT_RECORD_LEN)
+            .and_then(|end| mem.get(at as usize..end))
+            .ok_or(Failure::BadResult("result record out of bounds"))?;
+        let u32_at = |i: usize| {
+            rec.get(i..i + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes)
+                .unwrap_or(0)
+        };
+        let u64_at = |i: usize| {
+            rec.get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .unwrap_or(0)
+        };
+        let byte = |i: usize| rec.get(i).copied().unwrap_or(0);
+        let consumed = u32_at(0) as usize;
+        if consumed == 0 || consumed > remaining {
+            return Err(Failure::BadResult("consumed length out of range"));
+        }
+        let kind = match byte(4) {
+            0 => Some(MessageKind::Request),
+            1 => Some(MessageKind::Response),
+            2 => Some(MessageKind::OneWay),
+            3 => Some(MessageKind::Event),
+            4 => None,
+            _ => return Err(Failure::BadResult("unknown message kind")),
+        };
+        let status = match byte(5) {
+            0 => None,
+            1 => Some(ResponseStatus::Ok),
+            2 => Some(ResponseStatus::ClientError),
+            3 => Some(ResponseStatus::ServerError),
+            _ => return Err(Failure::BadResult("unknown response status")),
+        };
+        let flags = byte(6);
+        let mut fields: [Option<String>; 6] = Default::default();
+        for (i, field) in fields.iter_mut().enumerate() {
+            let ptr = u32_at(24 + 8 * i) as usize;
+            let len = u32_at(28 + 8 * i) as usize;
+            if len == 0 {
+                continue;
+            }
+            if len > MAX_FIELD_LEN {
+                return Err(Failure::BadResult("string field too long"));
+            }
+            let bytes = mem
+                .get(ptr..ptr + len)
+                .ok_or(Failure::BadResult("string field out of bounds"))?;
+            *field = Some(String::from_utf8_lossy(bytes).into_owned());
+        }
+        let [request_type, request_domain, request_resource, endpoint, response_exception, response_result] =
+            fields;
+        let id = (flags & 1 != 0).then(|| u64_at(8));
+        let info = LogInfo {
+            request_type,
+            request_domain,
+            request_resource,
+            endpoint,
+            request_id: id,
+            response_code: (flags & 2 != 0).then(|| u64_at(16) as i64),
+            response_status: status,
+            response_exception,
+            response_result,
+            ..LogInfo::default()
+        };
+        Ok(Record {
+            consumed,
+            kind,
+            id,
+            info,
+        })
+    }
+}
+
+struct Record {
+    consumed: usize,
+    kind: Option<MessageKind>,
+    id: Option<u64>,
+    info: LogInfo,
+}
+
+/// State shared by a plugin and its flows.
+struct Shared {
+    name: Arc<str>,
+    sandbox: Mutex<Sandbox>,
+    config: PluginConfig,
+    calls: AtomicU64,
+    traps: AtomicU64,
+    timeouts: AtomicU64,
+    bad_results: AtomicU64,
+    disabled: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Sandbox> {
+        self.sandbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stats(&self) -> PluginStats {
+        PluginStats {
+            calls: self.calls.load(Ordering::Relaxed),
+            traps: self.traps.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            bad_results: self.bad_results.load(Ordering::Relaxed),
+            disabled: self.disabled.load(Ordering::Relaxed),
+        }
+    }
+
+    fn disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Count a failed call; disable the plugin after too many.
+    fn fail(&self, call: &str, failure: Failure) {
+        let counter = match &failure {
+            Failure::Trap(_) => &self.traps,
+            Failure::Timeout => &self.timeouts,
+            Failure::BadResult(_) => &self.bad_results,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(plugin = %self.name, call, %failure, "WASM plugin call failed");
+        let failures = self.stats().failures();
+        if failures >= self.config.max_failures && !self.disabled.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                plugin = %self.name,
+                failures,
+                last = %failure,
+                "WASM plugin disabled after {failures} failed calls; its flows are no longer parsed"
+            );
+        }
+    }
+}
+
+fn dir_code(direction: Direction) -> i32 {
+    match direction {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+/// A loaded plugin: an [`L7Parser`] for `L7Protocol::Custom(name)`.
+pub struct WasmPlugin {
+    protocol: L7Protocol,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for WasmPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmPlugin")
+            .field("name", &self.shared.name)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmPlugin {
+    /// The plugin's name (its protocol name in RequestLogs).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// A snapshot of its counters.
+    pub fn stats(&self) -> PluginStats {
+        self.shared.stats()
+    }
+}
+
+impl L7Parser for WasmPlugin {
+    fn protocol(&self) -> L7Protocol {
+        self.protocol.clone()
+    }
+
+    fn probe(&self, input: &ProbeInput<'_>) -> Probe {
+        if self.shared.disabled() || input.payload.is_empty() {
+            return Probe::No;
+        }
+        let data = input
+            .payload
+            .get(..MAX_PROBE_LEN)
+            .unwrap_or(input.payload);
+        self.shared.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.shared.lock().probe(data, dir_code(input.direction));
+        result.unwrap_or_else(|f| {
+            self.shared.fail("fathom_probe", f);
+            Probe::No
+        })
+    }
+
+    fn new_flow(&self, _flow: &FlowKey, _limits: &Limits) -> Box<dyn FlowParser> {
+        Box::new(WasmFlow {
+            shared: self.shared.clone(),
+            resync: [false; 2],
+        })
+    }
+}
+
+/// Per-flow state: only whether each direction must resynchronise after a gap.
+struct WasmFlow {
+    shared: Arc<Shared>,
+    resync: [bool; 2],
+}
+
+impl FlowParser for WasmFlow {
+    fn parse(
+        &mut self,
+        data: &[u8],
+        ctx: &ParseCtx<'_>,
+        out: &mut Vec<Message>,
+    ) -> Result<usize, ParseError> {
+        if self.shared.disabled() {
+            return Err(ParseError::new(ParseErrorKind::Unsupported, 0));
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let window = data
+            .get(..self.shared.config.max_parse_window)
+            .unwrap_or(data);
+        let d = dir_code(ctx.direction) as usize;
+        let mut guard = self.shared.lock();
+        let sandbox: &mut Sandbox = &mut guard;
+        let base = match sandbox.copy_in(window) {
+            Ok(p) => p,
+            Err(f) => {
+                self.shared.fail("fathom_alloc", f);
+                return Err(ParseError::new(ParseErrorKind::Invalid, 0));
+            }
+        };
+        let emitted = out.len();
+        let mut off = 0usize;
+        while off < window.len() {
+            let dir = d as i32 | if self.resync[d] { 2 } else { 0 };
+            self.shared.calls.fetch_add(1, Ordering::Relaxed);
+            let step = sandbox.refuel().and_then(|()| {
+                let at = base.wrapping_add(off as u32) as i32;
+                let rest = (window.len() - off) as i32;
+                Ok(sandbox.parse.call(&mut sandbox.store, (at, rest, dir))?)
+            });
+            let rec = match step {
+                Ok(0) => break,
+                Ok(r) if r < 0 => {
+                    if off > 0 {
+                        break;
+                    }
+                    return Err(ParseError::new(ParseErrorKind::Invalid, off));
+                }
+                Ok(r) => sandbox.record(r as u32, window.len() - off),
+                Err(f) => Err(f),
+            };
+            let rec = match rec {
+                Ok(rec) => rec,
+                Err(f) => {
+                    self.shared.fail("fathom_parse", f);
+                    out.truncate(emitted);
+                    return Err(ParseError::new(ParseErrorKind::Invalid, 0));
+                }
+            };
+            let start = ctx.pos(off);
+            off += rec.consumed;
+            if let Some(kind) = rec.kind {
+                self.resync[d] = false;
+                let correlation = match (kind, rec.id) {
+                    (MessageKind::Request | MessageKind::Response, Some(id)) => {
+                        Correlation::ById(id)
+                    }
+                    (MessageKind::Request | MessageKind::Response, None) => Correlation::Fifo,
+                    _ => Correlation::Unpaired,
+                };
+                out.push(
+                    Message::new(ctx.direction, kind, correlation, start, ctx.pos(off))
+                        .with_info(rec.info),
+                );
+            }
+        }
+        Ok(off)
+    }
+
+    fn on_gap(&mut self, direction: Direction, _lost: u64) {
+        self.resync[dir_code(direction) as usize] = true;
+    }
+}

@@ -1,0 +1,67 @@
+//! # fathom-plugin-wasm
+//!
+//! Private application protocols as sandboxed WebAssembly modules, parsed beside the built-in parsers through
+//! the same [`fathom_protocols::L7Parser`] / [`fathom_protocols::FlowParser`] traits.
+//!
+//! The guest ABI (version [`ABI_VERSION`]) is documented in `docs/plugins.md`: a core wasm module exporting
+//! `memory`, `fathom_abi_version`, `fathom_alloc`, `fathom_probe` and `fathom_parse`, with no imports. The
+//! guest is stateless between calls: everything it needs is in the bytes the host hands it.
+//!
+//! Sandbox: one shared [`wasmtime::Engine`] per [`PluginHost`], each module compiled once at load, one
+//! [`wasmtime::Store`] per plugin, a fuel budget on every guest call and [`wasmtime::StoreLimits`] on memory
+//! and tables. A trap, an exhausted fuel budget, a memory limit or a malformed result fails that call only
+//! (counted in [`PluginStats`]); after [`PluginConfig::max_failures`] failures the plugin is disabled (logged
+//! once at `warn`) and every other parser goes on.
+//!
+//! ```
+//! use fathom_plugin_wasm::{PluginConfig, PluginHost};
+//! # #[cfg(feature = "wasm")] {
+//! let host = PluginHost::new(PluginConfig::default()).unwrap();
+//! // A module that is not a Fathom plugin is refused at load time with a clear error.
+//! let err = host.load("nothing", b"\0asm\x01\0\0\0").unwrap_err();
+//! assert!(err.to_string().contains("fathom_abi_version"), "{err}");
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs, rustdoc::broken_intra_doc_links)]
+
+/// The plugin ABI version this host implements; a plugin's `fathom_abi_version()` must return it.
+pub const ABI_VERSION: i32 = 1;
+/// Size in bytes of the result record `fathom_parse` returns a pointer to.
+pub const RESULT_RECORD_LEN: usize = 72;
+/// Longest string field a result record may carry (longer: the call fails as a bad result).
+pub const MAX_FIELD_LEN: usize = 4096;
+/// At most this many payload bytes are handed to `fathom_probe`.
+pub const MAX_PROBE_LEN: usize = 4096;
+
+#[cfg(feature = "wasm")]
+mod host;
+#[cfg(feature = "wasm")]
+pub use host::{PluginError, PluginHost, PluginStats, WasmPlugin};
+
+/// Sandbox limits and failure policy shared by the plugins of one [`PluginHost`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// Fuel (roughly, wasm instructions) allowed for one guest call.
+    pub fuel_per_call: u64,
+    /// Largest linear memory a plugin may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Largest table a plugin may have, in elements.
+    pub max_table_elements: usize,
+    /// Failed calls (trap, timeout, memory limit, bad result) after which a plugin is disabled.
+    pub max_failures: u64,
+    /// At most this many buffered bytes are handed to one `fathom_parse` batch; a message must fit in it.
+    pub max_parse_window: usize,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            fuel_per_call: 1_000_000,
+            max_memory_bytes: 16 << 20,
+            max_table_elements: 10_000,
+            max_failures: 16,
+            max_parse_window: 256 << 10,
+        }
+    }
+}
