@@ -243,7 +243,9 @@ impl Sandbox {
             0 => Ok(Probe::No),
             1 => Ok(Probe::Maybe),
             2 => Ok(Probe::Yes),
-            _ => Err(Failure::BadResult("fathom_probe returned an unknown verdict")),
+            _ => Err(Failure::BadResult(
+                "fathom_probe returned an unknown verdict",
+            )),
         }
     }
 
@@ -428,10 +430,7 @@ impl L7Parser for WasmPlugin {
         if self.shared.disabled() || input.payload.is_empty() {
             return Probe::No;
         }
-        let data = input
-            .payload
-            .get(..MAX_PROBE_LEN)
-            .unwrap_or(input.payload);
+        let data = input.payload.get(..MAX_PROBE_LEN).unwrap_or(input.payload);
         self.shared.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.shared.lock().probe(data, dir_code(input.direction));
         result.unwrap_or_else(|f| {
