@@ -3,6 +3,7 @@
 use clap::{Parser, ValueEnum};
 use fathom_agent::{run_pcap, DamagedCapture, Output, RunOptions, Summary};
 use fathom_metrics::{DriverOptions, MetricsDriver};
+use fathom_protocols::L7Parser;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,7 +82,6 @@ fn main() -> ExitCode {
     }
     for (set, name) in [
         (cli.tags.is_some(), "--tags"),
-        (!cli.plugin.is_empty(), "--plugin"),
         (cli.server.is_some(), "--server"),
         (
             cli.duration.is_some() && cli.prometheus.is_none(),
@@ -99,6 +99,13 @@ fn main() -> ExitCode {
         eprintln!("fathom-agent: error: one of --pcap FILE, --iface IFACE or --ebpf is required");
         return ExitCode::from(2);
     };
+    let extra_parsers = match load_plugins(&cli.plugin) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("fathom-agent: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut metrics = match metrics_driver(&cli) {
         Ok(m) => m,
         Err(e) => {
@@ -106,12 +113,47 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = run_file(&pcap, cli.json, metrics.as_mut());
+    let code = run_file(&pcap, cli.json, metrics.as_mut(), extra_parsers);
     if let (Some(addr), Some(secs)) = (&cli.prometheus, cli.duration) {
         tracing::info!(%addr, secs, "Serving the final metrics.");
         std::thread::sleep(std::time::Duration::from_secs(secs));
     }
     code
+}
+
+/// Load the `--plugin` WASM modules (one shared wasmtime engine); they are probed after the built-in parsers.
+#[cfg(feature = "wasm-plugins")]
+fn load_plugins(paths: &[PathBuf]) -> Result<Vec<Arc<dyn L7Parser>>, String> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let host = fathom_plugin_wasm::PluginHost::new(fathom_plugin_wasm::PluginConfig::default())
+        .map_err(|e| e.to_string())?;
+    paths
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("plugin");
+            let plugin = host
+                .load(name, &bytes)
+                .map_err(|e| format!("plugin {}: {e}", path.display()))?;
+            tracing::info!(plugin = name, "WASM plugin loaded.");
+            Ok(plugin as Arc<dyn L7Parser>)
+        })
+        .collect()
+}
+
+/// Built without WASM support: `--plugin` is refused.
+#[cfg(not(feature = "wasm-plugins"))]
+fn load_plugins(paths: &[PathBuf]) -> Result<Vec<Arc<dyn L7Parser>>, String> {
+    if paths.is_empty() {
+        Ok(Vec::new())
+    } else {
+        Err("--plugin needs an agent built with the `wasm-plugins` feature".into())
+    }
 }
 
 /// The metrics outputs asked for on the command line, if any.
@@ -149,6 +191,7 @@ fn run_file(
     path: &std::path::Path,
     json: Option<JsonKind>,
     mut metrics: Option<&mut MetricsDriver>,
+    extra_parsers: Vec<Arc<dyn L7Parser>>,
 ) -> ExitCode {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -159,6 +202,7 @@ fn run_file(
         progress: bar.as_ref().map(|(_, p)| p.clone()),
         // FATHOM_SINGLE_THREAD=1 runs capture and parsing on one thread (for measurements).
         single_thread: std::env::var_os("FATHOM_SINGLE_THREAD").is_some(),
+        extra_parsers,
         ..RunOptions::default()
     };
     let mut n = 0u64;
