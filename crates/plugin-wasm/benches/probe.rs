@@ -1,4 +1,5 @@
 //! Per-call overhead of a WASM plugin: a trivial probe, and a parse of one small message.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fathom_model::{Direction, FlowKey, L4Protocol};

@@ -36,6 +36,9 @@ fn feed(
     }
 }
 
+/// The fields compared between split and unsplit feeds.
+type LogKey = (Option<u64>, Option<String>, ResponseStatus, Option<i64>);
+
 fn check_frpc_logs(logs: &[RequestLog]) {
     let frpc = of_proto(logs, "frpc");
     assert_eq!(frpc.len(), 3, "{frpc:#?}");
@@ -102,8 +105,18 @@ fn frpc_split_at_every_offset() {
                 engine.on_chunk(&chunk(1, f, *dir, *t, 0, bytes), &mut logs);
             }
             engine.finish(&mut logs);
-            let strip = |l: &[RequestLog]| -> Vec<(Option<u64>, Option<String>, ResponseStatus, Option<i64>)> {
-                of_proto(l, "frpc").into_iter().map(|l| (l.request_id, l.request_type.clone(), l.response_status, l.response_code)).collect()
+            let strip = |l: &[RequestLog]| -> Vec<LogKey> {
+                of_proto(l, "frpc")
+                    .into_iter()
+                    .map(|l| {
+                        (
+                            l.request_id,
+                            l.request_type.clone(),
+                            l.response_status,
+                            l.response_code,
+                        )
+                    })
+                    .collect()
             };
             assert_eq!(strip(&logs), strip(&whole), "chunk {which} cut at {cut}");
         }
