@@ -14,8 +14,8 @@
 //! once at `warn`) and every other parser goes on.
 //!
 //! ```
-//! use fathom_plugin_wasm::{PluginConfig, PluginHost};
 //! # #[cfg(feature = "wasm")] {
+//! use fathom_plugin_wasm::{PluginConfig, PluginHost};
 //! let host = PluginHost::new(PluginConfig::default()).unwrap();
 //! // A module that is not a Fathom plugin is refused at load time with a clear error.
 //! let err = host.load("nothing", b"\0asm\x01\0\0\0").unwrap_err();
