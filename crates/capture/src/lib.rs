@@ -51,6 +51,8 @@
 mod config;
 mod counters;
 pub mod decode;
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub mod ebpf;
 mod error;
 mod file;
 mod flow;
@@ -60,6 +62,8 @@ mod tcp;
 
 pub use config::Config;
 pub use counters::{Counters, FragmentCounters, Undecodable};
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub use ebpf::{EbpfConfig, EbpfError, EbpfSource, EbpfStats};
 pub use error::CaptureError;
 pub use file::FileSource;
 pub use flow::{dst_is_server, FlowTable, WELL_KNOWN_PORTS};
