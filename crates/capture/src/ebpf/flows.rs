@@ -107,9 +107,9 @@ impl<L: ListenPorts> SyscallFlows<L> {
     fn side(&mut self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> TapSide {
         if self.listen.is_listening(local.1) {
             TapSide::ServerProcess
-        } else if remote.0.is_loopback() && self.listen.is_listening(remote.1) {
-            TapSide::ClientProcess
-        } else if dst_is_server(local.1, remote.1) {
+        } else if (remote.0.is_loopback() && self.listen.is_listening(remote.1))
+            || dst_is_server(local.1, remote.1)
+        {
             TapSide::ClientProcess
         } else {
             TapSide::ServerProcess
