@@ -268,6 +268,28 @@ pub fn run_pcap(
     Ok(run_source(capture, options, out)?)
 }
 
+/// Run the pipeline on live socket data captured with eBPF (feature `ebpf`), until the source stops (after
+/// `config.run_for`, or never).
+///
+/// # Errors
+/// When the eBPF programs cannot be loaded or attached (the error names the program, with the verifier log), or
+/// the ring buffer cannot be read.
+#[cfg(feature = "ebpf")]
+pub fn run_ebpf(
+    config: fathom_capture::EbpfConfig,
+    options: &RunOptions,
+    out: impl FnMut(Output<'_>),
+) -> anyhow::Result<PipelineStats> {
+    let source = fathom_capture::EbpfSource::start(config).context("cannot start eBPF capture")?;
+    let drops = source.ring_drops_handle();
+    let stats = run_source(source, options, out)?;
+    let drops = drops.load(Ordering::Relaxed);
+    if drops > 0 {
+        tracing::warn!(drops, "eBPF ring buffer was full: socket events were lost.");
+    }
+    Ok(stats)
+}
+
 /// All request logs of a capture file, with the pipeline's counters.
 ///
 /// Runs exactly the pipeline of `fathom-agent --pcap FILE --json logs` (default limits, built-in parsers);

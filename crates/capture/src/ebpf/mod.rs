@@ -28,6 +28,8 @@ use flows::{ProcListenPorts, SyscallFlows};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::time::{clock_gettime, ClockId};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use event::MAX_DATA;
@@ -61,6 +63,8 @@ pub struct EbpfConfig {
     pub poll_timeout: Duration,
     /// Events handled per [`EventSource::next_events`] call at most.
     pub batch_events: usize,
+    /// Stop by itself (as [`EbpfSource::stop`]) after this long; `None`: run until stopped.
+    pub run_for: Option<Duration>,
 }
 
 impl Default for EbpfConfig {
@@ -71,6 +75,7 @@ impl Default for EbpfConfig {
             idle_timeout_us: 60_000_000,
             poll_timeout: Duration::from_millis(100),
             batch_events: 1024,
+            run_for: None,
         }
     }
 }
@@ -159,6 +164,8 @@ pub struct EbpfSource {
     counters: Counters,
     stats: EbpfStats,
     last_expire: Instant,
+    started: Instant,
+    ring_drops: Arc<AtomicU64>,
     done: bool,
 }
 
@@ -256,6 +263,8 @@ impl EbpfSource {
             counters: Counters::default(),
             stats: EbpfStats::default(),
             last_expire: Instant::now(),
+            started: Instant::now(),
+            ring_drops: Arc::new(AtomicU64::new(0)),
             done: false,
         })
     }
@@ -272,9 +281,16 @@ impl EbpfSource {
         &self.stats
     }
 
+    /// A shared view of [`EbpfStats::ring_drops`] that stays readable after the source moved to another thread.
+    pub fn ring_drops_handle(&self) -> Arc<AtomicU64> {
+        self.ring_drops.clone()
+    }
+
     fn refresh_drops(&mut self) {
         if let Ok(values) = self.drops.get(&0, 0) {
             self.stats.ring_drops = values.iter().sum();
+            self.ring_drops
+                .store(self.stats.ring_drops, Ordering::Relaxed);
         }
     }
 
@@ -299,7 +315,15 @@ impl EventSource for EbpfSource {
         if self.done {
             return Ok(false);
         }
-        let mut n = self.drain(out);
+        if self.ebpf.is_some()
+            && self
+                .config
+                .run_for
+                .is_some_and(|d| self.started.elapsed() >= d)
+        {
+            self.stop();
+        }
+        let n = self.drain(out);
         if self.ebpf.is_none() {
             if n == 0 {
                 self.refresh_drops();
@@ -318,9 +342,8 @@ impl EventSource for EbpfSource {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(EbpfError::Poll(e.into()).into()),
             }
-            n = self.drain(out);
+            self.drain(out);
         }
-        let _ = n;
         if self.last_expire.elapsed() >= Duration::from_secs(1) {
             self.last_expire = Instant::now();
             self.refresh_drops();
@@ -332,5 +355,18 @@ impl EventSource for EbpfSource {
 
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send + 'static>() {}
+
+    /// The agent runs sources on a capture thread.
+    #[test]
+    fn source_is_send() {
+        assert_send::<EbpfSource>();
     }
 }
