@@ -8,8 +8,8 @@
 #define FATHOM_COMM_LEN 16
 
 /* kind */
-#define FATHOM_KIND_EGRESS 0  /* write/sendto: bytes leave the process */
-#define FATHOM_KIND_INGRESS 1 /* read/recvfrom: bytes enter the process */
+#define FATHOM_KIND_EGRESS 0  /* write/sendto/writev/sendmsg: bytes leave the process */
+#define FATHOM_KIND_INGRESS 1 /* read/recvfrom/readv/recvmsg: bytes enter the process */
 #define FATHOM_KIND_CLOSE 2   /* close() of a TCP socket */
 
 /* syscall */
@@ -18,6 +18,10 @@
 #define FATHOM_SYS_SENDTO 2
 #define FATHOM_SYS_RECVFROM 3
 #define FATHOM_SYS_CLOSE 4
+#define FATHOM_SYS_WRITEV 5
+#define FATHOM_SYS_READV 6
+#define FATHOM_SYS_SENDMSG 7
+#define FATHOM_SYS_RECVMSG 8
 
 struct fathom_sock_event {
 	__u64 ts_enter_ns; /* bpf_ktime_get_ns() at syscall entry (CLOCK_MONOTONIC) */

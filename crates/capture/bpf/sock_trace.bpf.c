@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
-/* Socket data of running processes from syscall tracepoints (write/read/sendto/recvfrom/close), for TCP sockets
+/* Socket data of running processes from syscall tracepoints (write/read/sendto/recvfrom, writev/readv,
+ * sendmsg/recvmsg, close), for TCP sockets
  * only. The entry programs remember the arguments per thread; the exit programs resolve fd -> struct socket -> sock
  * with CO-RE reads, keep AF_INET/AF_INET6 TCP sockets and emit one fathom_sock_event with the first bytes. */
 #include "vmlinux.h"
@@ -20,11 +21,24 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 self_pid = 0;                 /* never trace this tgid (the agent) */
 const volatile __u32 capture_len = FATHOM_MAX_DATA; /* payload bytes per event, <= FATHOM_MAX_DATA */
 
+/* Vectored calls: iovec entries copied at most (the rest of the bytes is counted, not captured). */
+#define MAX_IOV 8
+
 struct args {
-	__u64 buf;
+	__u64 buf;    /* the buffer, or the iovec array when iovcnt != 0 */
+	__u64 iovcnt; /* 0 for plain-buffer calls */
 	__u64 ts;
 	__u32 fd;
 	__u32 syscall;
+};
+
+/* The event plus slack, so that the verifier can prove iovec copies in bounds: either offset <= MAX - 128 and
+ * length <= MAX, or offset <= MAX and length <= 128 (always true then: length <= MAX - offset). A per-CPU value
+ * must stay under 32 KiB. */
+#define IOV_TAIL 128
+struct scratch_buf {
+	struct fathom_sock_event e;
+	__u8 slack[FATHOM_MAX_DATA - IOV_TAIL];
 };
 
 struct {
@@ -38,7 +52,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct fathom_sock_event);
+	__type(value, struct scratch_buf);
 } scratch SEC(".maps");
 
 /* Index 0: events lost because the ring buffer was full. */
@@ -59,12 +73,13 @@ static __always_inline int traced(__u64 pid_tgid)
 	return (__u32)(pid_tgid >> 32) != self_pid;
 }
 
-static __always_inline int on_enter(__u64 fd, __u64 buf, __u32 syscall)
+static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u32 syscall)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id))
 		return 0;
-	struct args a = {.buf = buf, .ts = bpf_ktime_get_ns(), .fd = (__u32)fd, .syscall = syscall};
+	struct args a = {
+		.buf = buf, .iovcnt = iovcnt, .ts = bpf_ktime_get_ns(), .fd = (__u32)fd, .syscall = syscall};
 	bpf_map_update_elem(&active, &id, &a, BPF_ANY);
 	return 0;
 }
@@ -123,9 +138,10 @@ static __always_inline void fill_addrs(struct fathom_sock_event *e, struct sock 
 static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, struct sock *sk)
 {
 	__u32 zero = 0;
-	struct fathom_sock_event *e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e)
+	struct scratch_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
 		return NULL;
+	struct fathom_sock_event *e = &s->e;
 	e->pid = (__u32)(id >> 32);
 	e->tid = (__u32)id;
 	e->fd = fd;
@@ -146,6 +162,35 @@ static __always_inline void submit(struct fathom_sock_event *e, __u64 n)
 		if (d)
 			*d += 1;
 	}
+}
+
+/* Copy the first `total` (<= FATHOM_MAX_DATA) bytes of an iovec array into e->data; returns the bytes copied. */
+static __always_inline __u64 copy_iov(struct fathom_sock_event *e, __u64 iovp, __u64 iovcnt, __u64 total)
+{
+	__u64 off = 0;
+	for (int i = 0; i < MAX_IOV; i++) {
+		if ((__u64)i >= iovcnt || off >= total)
+			break;
+		struct iovec iov;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (const void *)(iovp + i * sizeof(iov))))
+			break;
+		__u64 n = iov.iov_len;
+		if (n > total - off)
+			n = total - off;
+		asm volatile("" : "+r"(n));
+		if (n > FATHOM_MAX_DATA)
+			n = FATHOM_MAX_DATA;
+		__u64 o = off;
+		asm volatile("" : "+r"(o));
+		if (o > FATHOM_MAX_DATA)
+			break;
+		if (o > FATHOM_MAX_DATA - IOV_TAIL && n > IOV_TAIL)
+			n = IOV_TAIL;
+		if (bpf_probe_read_user(e->data + o, n, iov.iov_base))
+			break;
+		off += n;
+	}
+	return off;
 }
 
 static __always_inline int on_exit(long ret, __u8 kind)
@@ -179,7 +224,9 @@ static __always_inline int on_exit(long ret, __u8 kind)
 	asm volatile("" : "+r"(n));
 	if (n > FATHOM_MAX_DATA)
 		n = FATHOM_MAX_DATA;
-	if (bpf_probe_read_user(e->data, n, (const void *)saved.buf))
+	if (saved.iovcnt)
+		n = copy_iov(e, saved.buf, saved.iovcnt, n);
+	else if (bpf_probe_read_user(e->data, n, (const void *)saved.buf))
 		n = 0;
 	e->captured = (__u32)n;
 	submit(e, n);
@@ -189,7 +236,7 @@ static __always_inline int on_exit(long ret, __u8 kind)
 SEC("tracepoint/syscalls/sys_enter_write")
 int enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], FATHOM_SYS_WRITE);
+	return on_enter(ctx->args[0], ctx->args[1], 0, FATHOM_SYS_WRITE);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
@@ -201,7 +248,7 @@ int exit_write(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], FATHOM_SYS_SENDTO);
+	return on_enter(ctx->args[0], ctx->args[1], 0, FATHOM_SYS_SENDTO);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendto")
@@ -213,7 +260,7 @@ int exit_sendto(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_read")
 int enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], FATHOM_SYS_READ);
+	return on_enter(ctx->args[0], ctx->args[1], 0, FATHOM_SYS_READ);
 }
 
 SEC("tracepoint/syscalls/sys_exit_read")
@@ -225,11 +272,69 @@ int exit_read(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], FATHOM_SYS_RECVFROM);
+	return on_enter(ctx->args[0], ctx->args[1], 0, FATHOM_SYS_RECVFROM);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
 int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_WRITEV);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret, FATHOM_KIND_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_READV);
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
+}
+
+static __always_inline int on_enter_msg(__u64 fd, __u64 msgp, __u32 syscall)
+{
+	struct user_msghdr msg;
+	if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)msgp))
+		return 0;
+	if (!msg.msg_iovlen)
+		return 0;
+	return on_enter(fd, (__u64)msg.msg_iov, msg.msg_iovlen, syscall);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_msg(ctx->args[0], ctx->args[1], FATHOM_SYS_SENDMSG);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret, FATHOM_KIND_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_msg(ctx->args[0], ctx->args[1], FATHOM_SYS_RECVMSG);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
 	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
 }

@@ -52,6 +52,27 @@ fn drain_for(src: &mut EbpfSource, d: Duration, events: &mut Vec<StreamEvent>) {
     }
 }
 
+/// HTTP/1.0 requests with writev + readv, then sendmsg + recvmsg (each response read to the end).
+const VECTORED_CLIENT: &str = r#"
+import os, socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port))
+os.writev(s.fileno(), [b"GET /vec-writev HTTP/1.0\r\n", b"Host: x\r\n\r\n"])
+while True:
+    b1, b2 = bytearray(7), bytearray(4096)
+    n = os.readv(s.fileno(), [b1, b2])
+    if n == 0:
+        break
+s.close()
+s = socket.create_connection(("127.0.0.1", port))
+s.sendmsg([b"GET /vec-sendmsg ", b"HTTP/1.0\r\nHost: x\r\n\r\n"])
+while True:
+    data, _, _, _ = s.recvmsg(4096)
+    if not data:
+        break
+s.close()
+"#;
+
 #[test]
 fn traces_http_between_python_and_curl() {
     if !is_root() {
@@ -128,6 +149,19 @@ fn traces_http_between_python_and_curl() {
             }
         }
     }
+    // A client using the vectored calls: writev/readv on one connection, sendmsg/recvmsg on another.
+    let mut vec_client = Command::new("python3")
+        .args(["-c", VECTORED_CLIENT, &port.to_string()])
+        .spawn()
+        .expect("spawn python3 client");
+    let vec_pid = vec_client.id();
+    loop {
+        src.next_events(&mut events).expect("ebpf source");
+        if let Some(st) = vec_client.try_wait().unwrap() {
+            assert!(st.success(), "vectored client failed");
+            break;
+        }
+    }
     drain_for(&mut src, Duration::from_millis(500), &mut events);
     drop(server);
     src.stop();
@@ -168,6 +202,11 @@ fn traces_http_between_python_and_curl() {
         assert!(!tls_plaintext);
         let text = String::from_utf8_lossy(&c.bytes);
         match side {
+            TapSide::ClientProcess if *pid == vec_pid => {
+                if c.direction == Direction::ClientToServer {
+                    assert!(text.starts_with("GET /vec-"), "{text}");
+                }
+            }
             TapSide::ClientProcess => {
                 assert!(
                     curl_pids.contains(pid),
@@ -195,7 +234,11 @@ fn traces_http_between_python_and_curl() {
     }
     assert_eq!(client_req, requests.len(), "curl's requests");
     assert_eq!(client_resp, requests.len(), "curl's responses");
-    assert_eq!(server_req, requests.len(), "requests read by the server");
+    assert_eq!(
+        server_req,
+        requests.len() + 2,
+        "requests read by the server"
+    );
 
     let mut engine = Engine::new(builtin_parsers(), Limits::default());
     let mut logs: Vec<RequestLog> = Vec::new();
@@ -206,7 +249,13 @@ fn traces_http_between_python_and_curl() {
     for side in [TapSide::ClientProcess, TapSide::ServerProcess] {
         let mut got: Vec<(String, i64)> = logs
             .iter()
-            .filter(|l| l.tap_side == side)
+            .filter(|l| l.tap_side == side && l.process_id != Some(vec_pid))
+            .filter(|l| {
+                !l.request_resource
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("/vec-")
+            })
             .map(|l| {
                 assert_eq!(l.l7_protocol.as_str(), "http1", "{l:?}");
                 assert_eq!(l.request_type.as_deref(), Some("GET"));
@@ -239,5 +288,33 @@ fn traces_http_between_python_and_curl() {
             .collect();
         want.sort();
         assert_eq!(got, want, "{side:?} logs");
+    }
+    // The vectored client's logs, seen from the client and from the server.
+    for (side, pid) in [
+        (TapSide::ClientProcess, vec_pid),
+        (TapSide::ServerProcess, server_pid),
+    ] {
+        let mut got: Vec<(String, i64)> = logs
+            .iter()
+            .filter(|l| l.tap_side == side && l.process_id == Some(pid))
+            .filter(|l| {
+                l.request_resource
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("/vec-")
+            })
+            .map(|l| {
+                (
+                    l.request_resource.clone().unwrap_or_default(),
+                    l.response_code.unwrap_or(0),
+                )
+            })
+            .collect();
+        got.sort();
+        let want = vec![
+            ("/vec-sendmsg".to_owned(), 404),
+            ("/vec-writev".to_owned(), 404),
+        ];
+        assert_eq!(got, want, "vectored calls, {side:?}");
     }
 }

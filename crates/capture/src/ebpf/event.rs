@@ -38,9 +38,9 @@ pub(crate) const HDR_LEN: usize = offset_of!(RawSockEvent, data);
 /// What the syscall did with the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// write/sendto: the bytes leave the process.
+    /// write/sendto/writev/sendmsg: the bytes leave the process.
     Egress,
-    /// read/recvfrom: the bytes enter the process.
+    /// read/recvfrom/readv/recvmsg: the bytes enter the process.
     Ingress,
     /// close() of the socket.
     Close,

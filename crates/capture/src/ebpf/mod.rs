@@ -1,6 +1,7 @@
 //! Live capture of socket data with eBPF (feature `ebpf`, Linux, root or CAP_BPF + CAP_PERFMON).
 //!
-//! Syscall tracepoints (`sys_enter`/`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, and `sys_enter_close`)
+//! Syscall tracepoints (`sys_enter`/`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`,
+//! `sendmsg`, `recvmsg` (the first 8 iovec entries), and `sys_enter_close`)
 //! see the bytes every process moves through its AF_INET/AF_INET6 TCP sockets. The exit programs resolve the
 //! socket's addresses from the fd with CO-RE reads and push one event per call (the first
 //! [`EbpfConfig::capture_len`] bytes and the real length) into a BPF ring buffer; [`EbpfSource`] turns them into
@@ -14,7 +15,7 @@
 //! length become `gap_before` of the next chunk of the same direction. A flow ends on `close()`, when its fd
 //! reappears with another socket, after [`EbpfConfig::idle_timeout_us`], or when the source stops.
 //!
-//! Not covered yet: `writev`/`readv`/`sendmsg`/`recvmsg`/`sendfile`, io_uring, TLS plaintext (uprobes), UDP.
+//! Not covered yet: `sendfile`/`splice`, `sendmmsg`/`recvmmsg`, io_uring, TLS plaintext (uprobes), UDP.
 
 mod event;
 mod flows;
@@ -38,7 +39,7 @@ static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock_trace.bpf.o"));
 
 /// The eBPF programs and the tracepoints they attach to.
-const PROGRAMS: [(&str, &str); 9] = [
+const PROGRAMS: [(&str, &str); 17] = [
     ("enter_write", "sys_enter_write"),
     ("exit_write", "sys_exit_write"),
     ("enter_read", "sys_enter_read"),
@@ -47,6 +48,14 @@ const PROGRAMS: [(&str, &str); 9] = [
     ("exit_sendto", "sys_exit_sendto"),
     ("enter_recvfrom", "sys_enter_recvfrom"),
     ("exit_recvfrom", "sys_exit_recvfrom"),
+    ("enter_writev", "sys_enter_writev"),
+    ("exit_writev", "sys_exit_writev"),
+    ("enter_readv", "sys_enter_readv"),
+    ("exit_readv", "sys_exit_readv"),
+    ("enter_sendmsg", "sys_enter_sendmsg"),
+    ("exit_sendmsg", "sys_exit_sendmsg"),
+    ("enter_recvmsg", "sys_enter_recvmsg"),
+    ("exit_recvmsg", "sys_exit_recvmsg"),
     ("enter_close", "sys_enter_close"),
 ];
 
