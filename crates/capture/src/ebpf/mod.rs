@@ -117,7 +117,8 @@ pub enum EbpfError {
     },
     /// A program could not be attached to its tracepoint (tracefs missing, no permission, ...).
     #[error(
-        "attaching eBPF program `{program}` to tracepoint syscalls/{tracepoint} failed: {source}"
+        "attaching eBPF program `{program}` to tracepoint syscalls/{tracepoint} failed: {source} \
+         (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)"
     )]
     Attach {
         /// The program.
