@@ -41,8 +41,9 @@ struct scratch_buf {
 	__u8 slack[FATHOM_MAX_DATA - IOV_TAIL];
 };
 
+/* Arguments of the calls in progress, per thread (LRU: a thread killed inside a call leaves no leak). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct args);
