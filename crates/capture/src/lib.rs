@@ -11,6 +11,8 @@
 //!   way);
 //! - [`FlowTable`]: decode, flows, reassembly; `process(packet) -> events`;
 //! - [`EventSource`] / [`PacketCapture`]: a packet source and a flow table together, yielding events in batches.
+//! - `ebpf::EbpfSource` (feature `ebpf`, Linux): live socket data of the host's processes from eBPF syscall
+//!   tracepoints, as the same events (chunks with [`fathom_model::ChunkOrigin::Syscall`]).
 //!
 //! ```
 //! use fathom_capture::{Config, EventSource, FileSource, PacketCapture};
@@ -51,6 +53,8 @@
 mod config;
 mod counters;
 pub mod decode;
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub mod ebpf;
 mod error;
 mod file;
 mod flow;
@@ -60,6 +64,8 @@ mod tcp;
 
 pub use config::Config;
 pub use counters::{Counters, FragmentCounters, Undecodable};
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub use ebpf::{EbpfConfig, EbpfError, EbpfSource, EbpfStats};
 pub use error::CaptureError;
 pub use file::FileSource;
 pub use flow::{dst_is_server, FlowTable, WELL_KNOWN_PORTS};
@@ -67,8 +73,8 @@ pub use source::{LinkType, Packet, PacketSource};
 
 use fathom_model::StreamEvent;
 
-/// Anything that yields [`StreamEvent`]s: a packet source with a flow table, or (later) an eBPF socket-data
-/// source.
+/// Anything that yields [`StreamEvent`]s: a packet source with a flow table, or (feature `ebpf`) the eBPF
+/// socket-data source `EbpfSource`.
 pub trait EventSource {
     /// Append the next events to `out` (a batch, possibly empty). Returns `Ok(false)` once the input is
     /// exhausted and every flow has ended (then `out` holds the last events).

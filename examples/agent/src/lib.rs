@@ -268,6 +268,28 @@ pub fn run_pcap(
     Ok(run_source(capture, options, out)?)
 }
 
+/// Run the pipeline on live socket data captured with eBPF (feature `ebpf`), until the source stops (after
+/// `config.run_for`, or never).
+///
+/// # Errors
+/// When the eBPF programs cannot be loaded or attached (the error names the program, with the verifier log), or
+/// the ring buffer cannot be read.
+#[cfg(feature = "ebpf")]
+pub fn run_ebpf(
+    config: fathom_capture::EbpfConfig,
+    options: &RunOptions,
+    out: impl FnMut(Output<'_>),
+) -> anyhow::Result<PipelineStats> {
+    let source = fathom_capture::EbpfSource::start(config).context("cannot start eBPF capture")?;
+    let drops = source.ring_drops_handle();
+    let stats = run_source(source, options, out)?;
+    let drops = drops.load(Ordering::Relaxed);
+    if drops > 0 {
+        tracing::warn!(drops, "eBPF ring buffer was full: socket events were lost.");
+    }
+    Ok(stats)
+}
+
 /// All request logs of a capture file, with the pipeline's counters.
 ///
 /// Runs exactly the pipeline of `fathom-agent --pcap FILE --json logs` (default limits, built-in parsers);
@@ -301,7 +323,7 @@ pub fn flows_from_pcap(path: &Path) -> anyhow::Result<Vec<FlowRecord>> {
 }
 
 /// Per-endpoint request counters of the human summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointSummary {
     /// Requests (logs).
     pub requests: u64,
@@ -311,12 +333,21 @@ pub struct EndpointSummary {
     pub server_errors: u64,
     /// Requests without a response.
     pub timeouts: u64,
-    /// Sum of response durations (µs) of paired logs.
-    pub duration_sum_us: u64,
-    /// Paired logs with a duration.
-    pub durations: u64,
-    /// Longest response duration (µs).
-    pub duration_max_us: u64,
+    /// Response durations (µs) of paired logs, in a mergeable sketch (relative error of
+    /// [`fathom_metrics::LatencySketch::relative_accuracy`]).
+    pub latency: fathom_metrics::LatencySketch,
+}
+
+impl EndpointSummary {
+    /// Errors of any class (client, server, timeout) as a percentage of requests.
+    pub fn error_percent(&self) -> f64 {
+        let errors = self.client_errors + self.server_errors + self.timeouts;
+        if self.requests == 0 {
+            0.0
+        } else {
+            errors as f64 * 100.0 / self.requests as f64
+        }
+    }
 }
 
 /// The human summary: flows per protocol and requests per protocol/server/endpoint.
@@ -326,6 +357,8 @@ pub struct Summary {
     pub flows: BTreeMap<(String, String), u64>,
     /// Requests per (protocol, server `ip:port`, endpoint).
     pub endpoints: BTreeMap<(String, String, String), EndpointSummary>,
+    /// Earliest request start and latest response end seen (µs), for request rates.
+    pub span_us: Option<(u64, u64)>,
 }
 
 /// Most endpoints kept in a [`Summary`]; further ones are folded into `(other)`.
@@ -366,10 +399,10 @@ impl Summary {
                     _ => {}
                 }
                 if let Some(d) = l.response_duration_us {
-                    e.duration_sum_us += d;
-                    e.durations += 1;
-                    e.duration_max_us = e.duration_max_us.max(d);
+                    e.latency.add(d);
                 }
+                let (lo, hi) = self.span_us.unwrap_or((l.start_time_us, l.end_time_us));
+                self.span_us = Some((lo.min(l.start_time_us), hi.max(l.end_time_us)));
             }
         }
     }
@@ -389,27 +422,58 @@ impl Summary {
         for ((p, l4), n) in &self.flows {
             let _ = writeln!(s, "  {p:<12} {l4:<4} {n:>10}");
         }
-        let _ = writeln!(s, "\nRequests per endpoint:");
+        let span_s = self
+            .span_us
+            .map_or(0.0, |(lo, hi)| hi.saturating_sub(lo) as f64 / 1e6);
         let _ = writeln!(
             s,
-            "  {:<10} {:<24} {:<40} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+            "\nRequests per endpoint (RED, busiest first; rate over the {span_s:.3} s the requests span):"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<24} {:<40} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
             "protocol",
             "server",
             "endpoint",
             "requests",
+            "req/s",
+            "error%",
             "4xx/cli",
             "5xx/srv",
             "timeout",
-            "avg_us",
+            "p50_us",
+            "p99_us",
             "max_us"
         );
-        for ((p, server, ep), e) in &self.endpoints {
-            let avg = e.duration_sum_us.checked_div(e.durations).unwrap_or(0);
+        let mut rows: Vec<_> = self.endpoints.iter().collect();
+        rows.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(b.0)));
+        let q = |e: &EndpointSummary, q: f64| {
+            e.latency
+                .quantile_us(q)
+                .map_or_else(|| "-".to_string(), |v| v.to_string())
+        };
+        for ((p, server, ep), e) in rows {
             let ep: String = ep.chars().take(40).collect();
+            let rate = if span_s > 0.0 {
+                format!("{:.1}", e.requests as f64 / span_s)
+            } else {
+                "-".to_string()
+            };
+            let max = e
+                .latency
+                .max()
+                .map_or_else(|| "-".to_string(), |v| v.to_string());
             let _ = writeln!(
                 s,
-                "  {p:<10} {server:<24} {ep:<40} {:>8} {:>8} {:>8} {:>8} {avg:>10} {:>10}",
-                e.requests, e.client_errors, e.server_errors, e.timeouts, e.duration_max_us
+                "  {p:<10} {server:<24} {ep:<40} {:>8} {rate:>9} {:>7.1} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+                e.requests,
+                e.error_percent(),
+                e.client_errors,
+                e.server_errors,
+                e.timeouts,
+                q(e, 0.5),
+                q(e, 0.99),
+                max
             );
         }
         let _ = writeln!(s, "\nCapture counters:");

@@ -77,14 +77,15 @@ fn main() -> ExitCode {
     if cli.iface.is_some() {
         return unsupported("--iface (live AF_PACKET capture)");
     }
+    #[cfg(not(feature = "ebpf"))]
     if cli.ebpf {
-        return unsupported("--ebpf");
+        return unsupported("--ebpf (this build lacks the `ebpf` feature)");
     }
     for (set, name) in [
         (cli.tags.is_some(), "--tags"),
         (cli.server.is_some(), "--server"),
         (
-            cli.duration.is_some() && cli.prometheus.is_none(),
+            cli.duration.is_some() && cli.prometheus.is_none() && !cli.ebpf,
             "--duration",
         ),
     ] {
@@ -95,9 +96,19 @@ fn main() -> ExitCode {
     if cli.json == Some(JsonKind::Traces) {
         return unsupported("--json traces");
     }
-    let Some(pcap) = cli.pcap.clone() else {
-        eprintln!("fathom-agent: error: one of --pcap FILE, --iface IFACE or --ebpf is required");
-        return ExitCode::from(2);
+    let input = match (&cli.pcap, cli.ebpf) {
+        (Some(pcap), _) => Input::Pcap(pcap.clone()),
+        #[cfg(feature = "ebpf")]
+        (None, true) => Input::Ebpf(fathom_capture::EbpfConfig {
+            run_for: cli.duration.map(std::time::Duration::from_secs),
+            ..fathom_capture::EbpfConfig::default()
+        }),
+        _ => {
+            eprintln!(
+                "fathom-agent: error: one of --pcap FILE, --iface IFACE or --ebpf is required"
+            );
+            return ExitCode::from(2);
+        }
     };
     let extra_parsers = match load_plugins(&cli.plugin) {
         Ok(p) => p,
@@ -113,8 +124,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = run_file(&pcap, cli.json, metrics.as_mut(), extra_parsers);
-    if let (Some(addr), Some(secs)) = (&cli.prometheus, cli.duration) {
+    let live = !matches!(input, Input::Pcap(_));
+    let code = run_file(input, cli.json, metrics.as_mut(), extra_parsers);
+    if let (Some(addr), Some(secs), false) = (&cli.prometheus, cli.duration, live) {
         tracing::info!(%addr, secs, "Serving the final metrics.");
         std::thread::sleep(std::time::Duration::from_secs(secs));
     }
@@ -166,7 +178,7 @@ fn metrics_driver(cli: &Cli) -> Result<Option<MetricsDriver>, fathom_metrics::Dr
         json_rows,
         prometheus: cli.prometheus.clone(),
         otlp: cli.otlp.clone(),
-        clock_from_records: true,
+        clock_from_records: cli.pcap.is_some(),
         ..DriverOptions::default()
     };
     MetricsDriver::new(fathom_metrics::Config::default(), options).map(Some)
@@ -187,8 +199,27 @@ fn progress_bar(path: &std::path::Path) -> Option<(indicatif::ProgressBar, Arc<A
     Some((bar, Arc::new(AtomicU64::new(0))))
 }
 
+/// Where the pipeline reads from.
+enum Input {
+    /// A capture file.
+    Pcap(PathBuf),
+    /// Live socket data from eBPF.
+    #[cfg(feature = "ebpf")]
+    Ebpf(fathom_capture::EbpfConfig),
+}
+
+impl Input {
+    fn label(&self) -> String {
+        match self {
+            Input::Pcap(p) => p.display().to_string(),
+            #[cfg(feature = "ebpf")]
+            Input::Ebpf(_) => "--ebpf".to_owned(),
+        }
+    }
+}
+
 fn run_file(
-    path: &std::path::Path,
+    input: Input,
     json: Option<JsonKind>,
     mut metrics: Option<&mut MetricsDriver>,
     extra_parsers: Vec<Arc<dyn L7Parser>>,
@@ -197,7 +228,11 @@ fn run_file(
     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut summary = Summary::default();
     let mut write_err: Option<std::io::Error> = None;
-    let bar = progress_bar(path);
+    let bar = match &input {
+        Input::Pcap(path) => progress_bar(path),
+        #[cfg(feature = "ebpf")]
+        Input::Ebpf(_) => None,
+    };
     let options = RunOptions {
         progress: bar.as_ref().map(|(_, p)| p.clone()),
         // FATHOM_SINGLE_THREAD=1 runs capture and parsing on one thread (for measurements).
@@ -206,7 +241,7 @@ fn run_file(
         ..RunOptions::default()
     };
     let mut n = 0u64;
-    let result = run_pcap(path, &options, |o| {
+    let sink = |o: Output<'_>| {
         if write_err.is_some() {
             return;
         }
@@ -242,7 +277,12 @@ fn run_file(
                 bar.set_position(pos.load(Ordering::Relaxed));
             }
         }
-    });
+    };
+    let result = match &input {
+        Input::Pcap(path) => run_pcap(path, &options, sink),
+        #[cfg(feature = "ebpf")]
+        Input::Ebpf(config) => fathom_agent::run_ebpf(config.clone(), &options, sink),
+    };
     if let Some((bar, _)) = &bar {
         bar.finish_and_clear();
     }
@@ -284,7 +324,7 @@ fn run_file(
     match failure {
         None => ExitCode::SUCCESS,
         Some(msg) => {
-            eprintln!("fathom-agent: error: {}: {msg}", path.display());
+            eprintln!("fathom-agent: error: {}: {msg}", input.label());
             ExitCode::from(1)
         }
     }

@@ -193,19 +193,23 @@ fn cut_file_prints_earlier_flows_then_fails_with_offset() {
 fn unsupported_options_exit_2() {
     let pcap = data("http1.pcap");
     let p = pcap.to_str().unwrap();
-    for args in [
+    #[allow(unused_mut)]
+    let mut cases = vec![
         vec!["--pcap", p, "--json", "traces"],
         vec!["--pcap", p, "--tags", "tags.yaml"],
         vec!["--pcap", p, "--plugin", "x.wasm"],
         vec!["--iface", "lo"],
-        vec!["--ebpf"],
         vec!["--iface", "lo", "--prometheus", "127.0.0.1:9100"],
         vec!["--pcap", p, "--otlp", "https://x"],
         vec!["--pcap", p, "--server", "http://x"],
         vec!["--pcap", p, "--duration", "3"],
         vec![],
         vec!["--pcap", p, "--json", "bogus"],
-    ] {
+    ];
+    // With the `ebpf` feature, `--ebpf` is a live capture (tests/ebpf_live.rs).
+    #[cfg(not(feature = "ebpf"))]
+    cases.push(vec!["--ebpf"]);
+    for args in cases {
         let out = agent(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
@@ -230,4 +234,65 @@ fn library_helpers() {
     assert_eq!(stats.flows, 8);
     assert_eq!(stats.logs, logs.len() as u64);
     assert_eq!(stats.capture.packets, 129);
+}
+
+/// The human summary's RED table: one row per endpoint, busiest first, with rate, error %, p50 and p99. Counts
+/// come from the manifest's ground truth for microservices.pcap (front: 6 requests, 1 client error; Redis:
+/// GET 6, SET 3; PostgreSQL: 4 Execute).
+#[test]
+fn summary_red_table_is_busiest_first() {
+    let out = agent(&["--pcap", data("microservices.pcap").to_str().unwrap()]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    let table: Vec<Vec<&str>> = s
+        .lines()
+        .skip_while(|l| !l.starts_with("Requests per endpoint"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            // protocol, server, endpoint (may contain spaces), then 9 numeric columns.
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n = f.len();
+            let mut row = vec![f[0], f[1]];
+            row.push(
+                l.split_whitespace()
+                    .skip(2)
+                    .take(n - 11)
+                    .last()
+                    .unwrap_or(""),
+            );
+            row.extend_from_slice(&f[n - 9..]);
+            row
+        })
+        .collect();
+    assert!(
+        s.contains("p50_us") && s.contains("p99_us") && s.contains("error%") && s.contains("req/s"),
+        "{s}"
+    );
+    let requests: Vec<u64> = table.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(
+        requests.windows(2).all(|w| w[0] >= w[1]),
+        "not busiest first: {requests:?}"
+    );
+    let row = |server: &str, ep: &str| {
+        table
+            .iter()
+            .find(|r| r[1] == server && r[2] == ep && r.len() == 12)
+            .unwrap_or_else(|| panic!("no row {server} {ep} in {s}"))
+    };
+    let front = row("127.0.0.1:18082", "/shop/orders/{id}");
+    assert_eq!(front[3], "6");
+    assert_eq!(front[5], "16.7"); // 1 client error of 6
+    assert_eq!(row("127.0.0.1:16379", "GET")[3], "6");
+    assert_eq!(row("127.0.0.1:16379", "SET")[3], "3");
+    let pg: u64 = table
+        .iter()
+        .filter(|r| r[0] == "postgresql")
+        .map(|r| r[3].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(pg, 4);
+    for r in &table {
+        let (p50, p99): (u64, u64) = (r[9].parse().unwrap(), r[10].parse().unwrap());
+        assert!(p50 <= p99, "{r:?}");
+    }
 }
