@@ -41,6 +41,8 @@ mod limits;
 mod message;
 mod parser;
 mod registry;
+#[cfg(test)]
+mod test_support;
 pub mod tracectx;
 pub mod util;
 

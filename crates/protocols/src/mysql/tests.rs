@@ -5,35 +5,16 @@ mod fixtures;
 
 use super::*;
 use crate::Engine;
-use fathom_model::{ChunkOrigin, L4Protocol, RequestLog, StreamChunk};
+use fathom_model::{RequestLog, StreamChunk};
 use proptest::prelude::*;
 use std::sync::Arc;
 
 fn flow() -> FlowKey {
-    FlowKey {
-        ip_src: "127.0.0.1".parse().unwrap(),
-        ip_dst: "127.0.0.1".parse().unwrap(),
-        port_src: 44646,
-        port_dst: 13306,
-        l4_protocol: L4Protocol::Tcp,
-    }
+    crate::test_support::tcp_flow(44646, 13306)
 }
 
 fn chunk(client: bool, t: u64, bytes: &[u8], gap: u64) -> StreamChunk {
-    StreamChunk {
-        flow_id: 1,
-        flow: flow(),
-        direction: if client {
-            Direction::ClientToServer
-        } else {
-            Direction::ServerToClient
-        },
-        time_us: t,
-        seq: None,
-        gap_before: gap,
-        bytes: bytes::Bytes::copy_from_slice(bytes),
-        origin: ChunkOrigin::Packet,
-    }
+    crate::test_support::chunk(flow(), client, t, bytes, gap)
 }
 
 /// Feed segments (each split at `split` when shorter) through an engine.
@@ -41,20 +22,7 @@ fn run_split(
     segs: &[(bool, &[u8])],
     split: Option<usize>,
 ) -> (Vec<RequestLog>, crate::EngineStats) {
-    let mut e = Engine::new(vec![Arc::new(MysqlParser)], Limits::default());
-    let mut logs = Vec::new();
-    for (i, (c, b)) in segs.iter().enumerate() {
-        let t = 1_000 + i as u64 * 10;
-        match split {
-            Some(k) if k < b.len() => {
-                e.on_chunk(&chunk(*c, t, &b[..k], 0), &mut logs);
-                e.on_chunk(&chunk(*c, t, &b[k..], 0), &mut logs);
-            }
-            _ => e.on_chunk(&chunk(*c, t, b, 0), &mut logs),
-        }
-    }
-    e.finish(&mut logs);
-    (logs, e.stats().clone())
+    crate::test_support::run_split(Arc::new(MysqlParser), flow(), segs, split)
 }
 
 fn run(segs: &[(bool, &[u8])]) -> Vec<RequestLog> {
