@@ -95,6 +95,22 @@ pub enum EncodeError {
         /// The limit.
         max: usize,
     },
+    /// More distinct tag keys in one batch than [`crate::MAX_TAG_KEYS`] (the decoder would refuse it).
+    #[error("batch has {keys} distinct tag keys, over the limit of {max}")]
+    TooManyTagKeys {
+        /// Distinct keys.
+        keys: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Pre-interned tag sets that do not fit the logs given with them.
+    #[error("tag sets at row {row}: {what}")]
+    TagSets {
+        /// The first row concerned.
+        row: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// The encoded body exceeds [`crate::MAX_BODY_BYTES`].
     #[error("encoded batch of {bytes} bytes exceeds the limit of {max}")]
     TooLarge {

@@ -47,16 +47,18 @@
 
 mod batch;
 mod dict;
+mod encoder;
 mod error;
 mod query;
 mod store;
 mod varint;
 
 pub use batch::{
-    DecodedBatch, Encoder, GlobalDictionary, SyncMode, HEADER_LEN, MAGIC, MAX_AGENTS,
-    MAX_BODY_BYTES, MAX_ENTRIES, MAX_ROWS, MAX_TAGS_PER_ROW, MAX_TAG_KEYS, VERSION,
+    DecodedBatch, GlobalDictionary, HEADER_LEN, MAGIC, MAX_AGENTS, MAX_BODY_BYTES, MAX_ENTRIES,
+    MAX_ROWS, MAX_TAGS_PER_ROW, MAX_TAG_KEYS, VERSION,
 };
 pub use dict::{Dictionary, Entry, TagKeyId, TagValueId, FIELD_KEYS, OVERFLOW_VALUE};
+pub use encoder::{Encoder, SyncMode, TagSet, TAG_CACHE_BYTES};
 pub use error::{DecodeError, EncodeError, StoreError};
 pub use query::{IdPredicate, QueryTranslator};
 pub use store::PersistentDictionary;
