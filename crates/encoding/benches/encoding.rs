@@ -76,6 +76,14 @@ fn throughput(c: &mut Criterion) {
     let mut enc = Encoder::new(1, SyncMode::Reliable);
     let _ = enc.encode(&logs).unwrap(); // steady state: dictionary warm
     g.bench_function("encode_10k_logs", |b| b.iter(|| enc.encode(&logs).unwrap()));
+    // Pre-interned tags: the tagging stage resolves a tag set once per flow (here: once per distinct set) and
+    // every log of the flow carries the handle.
+    let mut enc_t = Encoder::new(3, SyncMode::Reliable);
+    let (bare, sets) = gen::split_tags(&mut enc_t, &logs);
+    let _ = enc_t.encode_tagged(&bare, &sets).unwrap();
+    g.bench_function("encode_10k_logs_pre_interned_tags", |b| {
+        b.iter(|| enc_t.encode_tagged(&bare, &sets).unwrap())
+    });
     let mut enc2 = Encoder::new(2, SyncMode::Reliable);
     let mut server = GlobalDictionary::default();
     server.decode(&enc2.encode(&logs).unwrap().1).unwrap();

@@ -24,8 +24,9 @@ use crate::store::PersistentDictionary;
 use crate::varint::{put_bytes, put_column, put_u64, zigzag};
 use crate::EncodeError;
 use fathom_model::RequestLog;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -95,48 +96,86 @@ impl TagSet {
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// Bytes of serialised tag maps the string path's tag-set cache may hold before it is emptied.
-pub const TAG_CACHE_BYTES: usize = 8 << 20;
+pub const TAG_CACHE_BYTES: usize = 32 << 20;
 
-/// Cache of string tag maps already interned: serialised map → its pairs.
+/// One cached string tag map: its serialised form (for verification) and its pairs.
+struct CachedSet {
+    bytes: Box<[u8]>,
+    pairs: Arc<[(u32, u32)]>,
+}
+
+/// Cache of string tag maps already interned, looked up by one hash over the whole map.
 #[derive(Default)]
 struct TagCache {
-    map: HashMap<Box<[u8]>, Arc<[(u32, u32)]>>,
+    table: HashTable<(u64, u32)>,
+    sets: Vec<CachedSet>,
+    state: DefaultHashBuilder,
     bytes: usize,
     resets: u64,
 }
 
-impl TagCache {
-    /// The pairs of `tags`, interning on a miss. `buf` is a reused buffer.
-    #[inline]
-    fn pairs(
-        &mut self,
-        dict: &mut Dictionary,
-        tags: &BTreeMap<String, String>,
-        buf: &mut Vec<u8>,
-    ) -> &[(u32, u32)] {
-        buf.clear();
-        for (k, v) in tags {
-            put_bytes(buf, k.as_bytes());
-            put_bytes(buf, v.as_bytes());
-        }
-        if !self.map.contains_key(&buf[..]) {
-            let pairs: Arc<[(u32, u32)]> = tags
-                .iter()
-                .map(|(k, v)| {
-                    let key = dict.key_id(k);
-                    (key.0, dict.value_id(key, v).0)
-                })
-                .collect();
-            let cost = buf.len() + pairs.len() * 8 + 64;
-            if self.bytes + cost > TAG_CACHE_BYTES {
-                self.map.clear();
-                self.bytes = 0;
-                self.resets += 1;
+/// Whether `bytes` (`u32le` length + bytes, for each key and value in order) is the serialisation of `tags`.
+fn same_tags(bytes: &[u8], tags: &BTreeMap<String, String>) -> bool {
+    let mut rest = bytes;
+    for (k, v) in tags {
+        for s in [k.as_bytes(), v.as_bytes()] {
+            let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+                return false;
+            };
+            if u32::from_le_bytes(*len) as usize != s.len() || tail.get(..s.len()) != Some(s) {
+                return false;
             }
-            self.bytes += cost;
-            self.map.insert(buf[..].into(), pairs);
+            rest = &tail[s.len()..];
         }
-        self.map.get(&buf[..]).map_or(&[], |p| &p[..])
+    }
+    rest.is_empty()
+}
+
+impl TagCache {
+    /// The pairs of `tags`, interning on a miss.
+    #[inline]
+    fn pairs(&mut self, dict: &mut Dictionary, tags: &BTreeMap<String, String>) -> &[(u32, u32)] {
+        // Hash the values only (key sets rarely differ between logs; `same_tags` checks every byte anyway, so a
+        // collision costs a comparison, never a wrong id).
+        let mut h = self.state.build_hasher();
+        h.write_usize(tags.len());
+        for v in tags.values() {
+            h.write(v.as_bytes());
+        }
+        let hash = h.finish();
+        let sets = &self.sets;
+        if let Some(&(_, i)) = self.table.find(hash, |&(eh, i)| {
+            eh == hash && same_tags(&sets[i as usize].bytes, tags)
+        }) {
+            return &self.sets[i as usize].pairs;
+        }
+        let mut bytes = Vec::new();
+        for s in tags.iter().flat_map(|(k, v)| [k, v]) {
+            bytes.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(s.as_bytes());
+        }
+        let pairs: Arc<[(u32, u32)]> = tags
+            .iter()
+            .map(|(k, v)| {
+                let key = dict.key_id(k);
+                (key.0, dict.value_id(key, v).0)
+            })
+            .collect();
+        let cost = bytes.len() + pairs.len() * 8 + 64;
+        if self.bytes + cost > TAG_CACHE_BYTES {
+            self.table.clear();
+            self.sets.clear();
+            self.bytes = 0;
+            self.resets += 1;
+        }
+        self.bytes += cost;
+        let i = self.sets.len() as u32;
+        self.sets.push(CachedSet {
+            bytes: bytes.into(),
+            pairs,
+        });
+        self.table.insert_unique(hash, (hash, i), |e| e.0);
+        &self.sets[i as usize].pairs
     }
 }
 
@@ -209,14 +248,14 @@ struct Scratch {
     port_src: Vec<u8>,
     port_dst: Vec<u32>,
     bytes: Vec<u8>,
-    text_idx: [Vec<u32>; 8],
+    texts: [TextCol; 8],
+    text_state: DefaultHashBuilder,
     tag_cols: Vec<TagCol>,
     ntag_cols: usize,
     /// Key id → index in `tag_cols` (`u32::MAX`: not in this batch).
     col_of_key: Vec<u32>,
     tmp: Vec<u8>,
     tmp2: Vec<u8>,
-    tag_buf: Vec<u8>,
 }
 
 impl Scratch {
@@ -242,9 +281,8 @@ impl Scratch {
             b.clear();
         }
         self.port_dst.clear();
-        for c in &mut self.text_idx {
-            c.clear();
-            c.reserve(n);
+        for c in &mut self.texts {
+            c.reset(n);
         }
         self.ntag_cols = 0;
     }
@@ -277,27 +315,58 @@ impl Scratch {
     }
 }
 
-/// One text column's batch deduplication.
+/// The text columns, in wire order.
+const TEXTS: [fn(&RequestLog) -> Option<&str>; 8] = [
+    |l| l.request_resource.as_deref(),
+    |l| l.response_exception.as_deref(),
+    |l| l.response_result.as_deref(),
+    |l| l.trace_id.as_deref(),
+    |l| l.span_id.as_deref(),
+    |l| l.parent_span_id.as_deref(),
+    |l| l.x_request_id_0.as_deref(),
+    |l| l.x_request_id_1.as_deref(),
+];
+
+/// One text column's batch deduplication. Holds row numbers, not strings, so it is kept (with its capacity)
+/// between batches.
 #[derive(Default)]
-struct TextCol<'a> {
-    seen: HashMap<&'a str, u32>,
-    uniq: Vec<&'a str>,
-    prev: (&'a str, u32),
+struct TextCol {
+    /// (hash, row of the first occurrence, 1-based index).
+    table: HashTable<(u64, u32, u32)>,
+    /// Row of the first occurrence of each distinct string, in index order.
+    uniq: Vec<u32>,
+    idx: Vec<u32>,
 }
 
-impl<'a> TextCol<'a> {
+impl TextCol {
+    fn reset(&mut self, n: usize) {
+        self.table.clear();
+        self.uniq.clear();
+        self.idx.clear();
+        self.idx.reserve(n);
+    }
+
+    /// The 1-based index of `s` (found in row `row` of `logs`, column `col`).
     #[inline]
-    fn index(&mut self, v: Option<&'a str>) -> u32 {
-        let Some(s) = v else { return 0 };
-        if self.prev.1 != 0 && same(self.prev.0, s) {
-            return self.prev.1;
+    fn index(
+        &mut self,
+        state: &DefaultHashBuilder,
+        logs: &[RequestLog],
+        col: usize,
+        row: usize,
+        s: &str,
+    ) -> u32 {
+        let hash = state.hash_one(s);
+        let get = TEXTS[col];
+        if let Some(&(_, _, i)) = self.table.find(hash, |&(h, r, _)| {
+            h == hash && get(&logs[r as usize]).is_some_and(|t| t == s)
+        }) {
+            return i;
         }
-        let uniq = &mut self.uniq;
-        let i = *self.seen.entry(s).or_insert_with(|| {
-            uniq.push(s);
-            uniq.len() as u32
-        });
-        self.prev = (s, i);
+        self.uniq.push(row as u32);
+        let i = self.uniq.len() as u32;
+        self.table
+            .insert_unique(hash, (hash, row as u32, i), |e| e.0);
         i
     }
 }
@@ -492,9 +561,8 @@ impl Encoder {
         s.reset(n);
         let fk = Dictionary::field_key;
         let mut last: [(&str, u32); 11] = [("", 0); 11];
-        let mut texts: [TextCol<'_>; 8] = Default::default();
+        let mut prev_text: [(&str, u32); 8] = [("", 0); 8];
         let mut prev_t = 0i64;
-        let mut tag_buf = std::mem::take(&mut s.tag_buf);
         for (row, log) in logs.iter().enumerate() {
             let cols: [(usize, Option<&str>); 11] = [
                 (F_PROTO, Some(log.l7_protocol.as_str())),
@@ -544,29 +612,27 @@ impl Encoder {
             s.port_dst.push(u32::from(log.port_dst));
             put_u64(&mut s.bytes, log.captured_request_byte);
             put_u64(&mut s.bytes, log.captured_response_byte);
-            let text = [
-                log.request_resource.as_deref(),
-                log.response_exception.as_deref(),
-                log.response_result.as_deref(),
-                log.trace_id.as_deref(),
-                log.span_id.as_deref(),
-                log.parent_span_id.as_deref(),
-                log.x_request_id_0.as_deref(),
-                log.x_request_id_1.as_deref(),
-            ];
-            for ((col, idx), v) in texts.iter_mut().zip(&mut s.text_idx).zip(text) {
-                idx.push(col.index(v));
+            for (c, (get, prev)) in TEXTS.iter().zip(&mut prev_text).enumerate() {
+                let i = match get(log) {
+                    None => 0,
+                    Some(t) if prev.1 != 0 && same(prev.0, t) => prev.1,
+                    Some(t) => {
+                        let i = s.texts[c].index(&s.text_state, logs, c, row, t);
+                        *prev = (t, i);
+                        i
+                    }
+                };
+                s.texts[c].idx.push(i);
             }
             let pairs: &[(u32, u32)] = match sets {
                 Some(sets) => &sets[row].borrow().pairs,
                 None if log.tags.is_empty() => &[],
-                None => tag_cache.pairs(dict, &log.tags, &mut tag_buf),
+                None => tag_cache.pairs(dict, &log.tags),
             };
             for &(k, v) in pairs {
                 s.tag(row, k, v);
             }
         }
-        s.tag_buf = tag_buf;
         // Reset the key → column map for the next batch (only the keys used).
         for c in &s.tag_cols[..s.ntag_cols] {
             s.col_of_key[c.key as usize] = u32::MAX;
@@ -594,15 +660,15 @@ impl Encoder {
         put_bytes(body, &s.port_src);
         put_runs(body, &mut s.tmp, &s.port_dst);
         put_bytes(body, &s.bytes);
-        for (col, idx) in texts.iter().zip(&s.text_idx) {
+        for (c, col) in s.texts.iter().enumerate() {
             let (tmp, runs) = (&mut s.tmp, &mut s.tmp2);
             tmp.clear();
             runs.clear();
             put_u64(tmp, col.uniq.len() as u64);
-            for u in &col.uniq {
-                put_bytes(tmp, u.as_bytes());
+            for &r in &col.uniq {
+                put_bytes(tmp, TEXTS[c](&logs[r as usize]).unwrap_or("").as_bytes());
             }
-            let count = write_runs(runs, idx);
+            let count = write_runs(runs, &col.idx);
             put_u64(tmp, count);
             tmp.extend_from_slice(runs);
             put_bytes(body, tmp);
@@ -906,7 +972,7 @@ mod tests {
                 .map(|i| {
                     let mut l = RequestLog::new(L7Protocol::Http1);
                     l.tags
-                        .insert("big".into(), format!("{round}-{i}-{}", "x".repeat(1000)));
+                        .insert("big".into(), format!("{round}-{i}-{}", "x".repeat(4000)));
                     l
                 })
                 .collect();

@@ -141,3 +141,26 @@ pub fn make_logs(n: usize, seed: u64) -> Vec<RequestLog> {
         })
         .collect()
 }
+
+/// The logs without their string tags, and one pre-interned [`fathom_encoding::TagSet`] per log, interned once
+/// per distinct tag map (as a tagger would once per flow) and shared by every log that carries it.
+pub fn split_tags(
+    enc: &mut fathom_encoding::Encoder,
+    logs: &[RequestLog],
+) -> (Vec<RequestLog>, Vec<fathom_encoding::TagSet>) {
+    let mut by_map: std::collections::HashMap<BTreeMap<String, String>, fathom_encoding::TagSet> =
+        std::collections::HashMap::new();
+    let mut bare = Vec::with_capacity(logs.len());
+    let mut sets = Vec::with_capacity(logs.len());
+    for l in logs {
+        let mut b = l.clone();
+        let tags = std::mem::take(&mut b.tags);
+        let set = by_map
+            .entry(tags)
+            .or_insert_with_key(|t| enc.tag_set(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+            .clone();
+        bare.push(b);
+        sets.push(set);
+    }
+    (bare, sets)
+}
