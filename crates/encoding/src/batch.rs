@@ -9,6 +9,8 @@ use hashbrown::HashMap;
 
 /// The 4 magic bytes that start every batch.
 pub const MAGIC: [u8; 4] = *b"FATB";
+/// The 4 magic bytes that start every metric batch (`docs/encoding.md`, "Metric batches").
+pub const METRIC_MAGIC: [u8; 4] = *b"FATM";
 /// The batch format version this crate writes and reads.
 pub const VERSION: u8 = 1;
 /// Header length in bytes.
@@ -51,7 +53,7 @@ pub(crate) fn checksum(header: &[u8], wire: &[u8]) -> u32 {
 
 /// One agent's local → global id mapping on the server.
 #[derive(Debug, Default, Clone)]
-struct AgentMap {
+pub(crate) struct AgentMap {
     /// Local key id → global key id (0 = unknown).
     keys: Vec<u32>,
     /// Per local key: local value id - 1 → global value id.
@@ -78,8 +80,8 @@ pub struct DecodedBatch {
 /// ([`crate::QueryTranslator`]).
 #[derive(Debug, Default)]
 pub struct GlobalDictionary {
-    dict: Dictionary,
-    agents: HashMap<u64, AgentMap>,
+    pub(crate) dict: Dictionary,
+    pub(crate) agents: HashMap<u64, AgentMap>,
 }
 
 impl GlobalDictionary {
@@ -136,63 +138,7 @@ impl GlobalDictionary {
     /// A [`DecodeError`] naming the offset of the first damage; never panics and never allocates more than the
     /// header's declared (and capped) body size plus what the rows need.
     pub fn decode(&mut self, batch: &[u8]) -> Result<DecodedBatch, DecodeError> {
-        let h = batch.get(..HEADER_LEN).ok_or(DecodeError::Truncated {
-            offset: batch.len(),
-        })?;
-        if h[..4] != MAGIC {
-            return Err(DecodeError::BadMagic);
-        }
-        if h[4] != VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                version: h[4],
-                supported: VERSION,
-            });
-        }
-        let flags = h[5];
-        let le64 = |r: &[u8]| u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]);
-        let le32 = |r: &[u8]| u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
-        let agent_id = le64(&h[8..16]);
-        let seq = le64(&h[16..24]);
-        let raw_len = le32(&h[24..28]) as usize;
-        let wire_len = le32(&h[28..32]) as usize;
-        let crc = le32(&h[32..36]);
-        if raw_len > MAX_BODY_BYTES {
-            return Err(DecodeError::LimitExceeded {
-                offset: 24,
-                what: "body larger than MAX_BODY_BYTES",
-            });
-        }
-        let wire = batch
-            .get(HEADER_LEN..HEADER_LEN + wire_len)
-            .ok_or(DecodeError::Truncated {
-                offset: batch.len(),
-            })?;
-        if batch.len() != HEADER_LEN + wire_len {
-            return Err(DecodeError::BadValue {
-                offset: HEADER_LEN + wire_len,
-                what: "trailing bytes after the body",
-            });
-        }
-        let actual = checksum(&h[..32], wire);
-        if actual != crc {
-            return Err(DecodeError::Checksum {
-                expected: crc,
-                actual,
-            });
-        }
-        let decompressed;
-        let body: &[u8] = if flags & FLAG_ZSTD != 0 {
-            decompressed = decompress(wire, raw_len)?;
-            &decompressed
-        } else {
-            if wire_len != raw_len {
-                return Err(DecodeError::BadValue {
-                    offset: 24,
-                    what: "raw length differs from wire length without compression",
-                });
-            }
-            wire
-        };
+        let (agent_id, seq, body) = open_batch(batch, MAGIC)?;
         if !self.agents.contains_key(&agent_id) && self.agents.len() >= MAX_AGENTS {
             return Err(DecodeError::LimitExceeded {
                 offset: 8,
@@ -200,7 +146,7 @@ impl GlobalDictionary {
             });
         }
         let agent = self.agents.entry(agent_id).or_default();
-        let mut r = Reader::new(body, HEADER_LEN);
+        let mut r = Reader::new(&body, HEADER_LEN);
         let entries = merge_entries(&mut self.dict, agent, &mut r)?;
         let logs = decode_rows(&self.dict, agent, &mut r)?;
         if !r.is_empty() {
@@ -216,6 +162,77 @@ impl GlobalDictionary {
             logs,
         })
     }
+}
+
+/// Check a batch's header and checksum and return its agent id, sequence number and (decompressed) body.
+pub(crate) fn open_batch(
+    batch: &[u8],
+    magic: [u8; 4],
+) -> Result<(u64, u64, std::borrow::Cow<'_, [u8]>), DecodeError> {
+    let h = batch.get(..HEADER_LEN).ok_or(DecodeError::Truncated {
+        offset: batch.len(),
+    })?;
+    if h[..4] != magic {
+        let kind = |m: &[u8]| match m {
+            m if m == MAGIC => Some("request log"),
+            m if m == METRIC_MAGIC => Some("metric"),
+            _ => None,
+        };
+        return Err(match (kind(&h[..4]), kind(&magic)) {
+            (Some(found), Some(expected)) => DecodeError::WrongKind { found, expected },
+            _ => DecodeError::BadMagic,
+        });
+    }
+    if h[4] != VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            version: h[4],
+            supported: VERSION,
+        });
+    }
+    let flags = h[5];
+    let le64 = |r: &[u8]| u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]);
+    let le32 = |r: &[u8]| u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+    let agent_id = le64(&h[8..16]);
+    let seq = le64(&h[16..24]);
+    let raw_len = le32(&h[24..28]) as usize;
+    let wire_len = le32(&h[28..32]) as usize;
+    let crc = le32(&h[32..36]);
+    if raw_len > MAX_BODY_BYTES {
+        return Err(DecodeError::LimitExceeded {
+            offset: 24,
+            what: "body larger than MAX_BODY_BYTES",
+        });
+    }
+    let wire = batch
+        .get(HEADER_LEN..HEADER_LEN + wire_len)
+        .ok_or(DecodeError::Truncated {
+            offset: batch.len(),
+        })?;
+    if batch.len() != HEADER_LEN + wire_len {
+        return Err(DecodeError::BadValue {
+            offset: HEADER_LEN + wire_len,
+            what: "trailing bytes after the body",
+        });
+    }
+    let actual = checksum(&h[..32], wire);
+    if actual != crc {
+        return Err(DecodeError::Checksum {
+            expected: crc,
+            actual,
+        });
+    }
+    let body: std::borrow::Cow<'_, [u8]> = if flags & FLAG_ZSTD != 0 {
+        decompress(wire, raw_len)?.into()
+    } else {
+        if wire_len != raw_len {
+            return Err(DecodeError::BadValue {
+                offset: 24,
+                what: "raw length differs from wire length without compression",
+            });
+        }
+        wire.into()
+    };
+    Ok((agent_id, seq, body))
 }
 
 #[cfg(feature = "zstd")]
@@ -238,7 +255,7 @@ fn decompress(_wire: &[u8], _raw_len: usize) -> Result<Vec<u8>, DecodeError> {
     ))
 }
 
-fn merge_entries(
+pub(crate) fn merge_entries(
     dict: &mut Dictionary,
     agent: &mut AgentMap,
     r: &mut Reader<'_>,
@@ -300,13 +317,13 @@ fn merge_entries(
 }
 
 /// Reads columns back; every count is checked against the row count.
-struct Cols<'a, 'b> {
-    r: &'b mut Reader<'a>,
-    rows: usize,
+pub(crate) struct Cols<'a, 'b> {
+    pub(crate) r: &'b mut Reader<'a>,
+    pub(crate) rows: usize,
 }
 
 impl<'a> Cols<'a, '_> {
-    fn column(&mut self) -> Result<Reader<'a>, DecodeError> {
+    pub(crate) fn column(&mut self) -> Result<Reader<'a>, DecodeError> {
         let at = self.r.offset();
         let bytes = self.r.bytes()?;
         Ok(Reader::new(
@@ -315,7 +332,7 @@ impl<'a> Cols<'a, '_> {
         ))
     }
 
-    fn runs(&self, c: &mut Reader<'a>) -> Result<Vec<u32>, DecodeError> {
+    pub(crate) fn runs(&self, c: &mut Reader<'a>) -> Result<Vec<u32>, DecodeError> {
         let nruns = c.count(self.rows, "more runs than rows")?;
         let mut out = Vec::with_capacity(self.rows);
         for _ in 0..nruns {
@@ -339,14 +356,14 @@ impl<'a> Cols<'a, '_> {
         Ok(out)
     }
 
-    fn run_column(&mut self) -> Result<Vec<u32>, DecodeError> {
+    pub(crate) fn run_column(&mut self) -> Result<Vec<u32>, DecodeError> {
         let mut c = self.column()?;
         let v = self.runs(&mut c)?;
         end(&c)?;
         Ok(v)
     }
 
-    fn plain(&mut self, per_row: usize) -> Result<Vec<u64>, DecodeError> {
+    pub(crate) fn plain(&mut self, per_row: usize) -> Result<Vec<u64>, DecodeError> {
         let mut c = self.column()?;
         let n = self.rows * per_row;
         let mut out = Vec::with_capacity(n.min(c.remaining()));
@@ -357,7 +374,7 @@ impl<'a> Cols<'a, '_> {
         Ok(out)
     }
 
-    fn opt(&mut self) -> Result<Vec<Option<u64>>, DecodeError> {
+    pub(crate) fn opt(&mut self) -> Result<Vec<Option<u64>>, DecodeError> {
         let mut c = self.column()?;
         let bitmap = c.take(self.rows.div_ceil(8))?;
         let mut out = Vec::with_capacity(self.rows);
@@ -394,7 +411,7 @@ impl<'a> Cols<'a, '_> {
     }
 }
 
-fn end(c: &Reader<'_>) -> Result<(), DecodeError> {
+pub(crate) fn end(c: &Reader<'_>) -> Result<(), DecodeError> {
     if c.is_empty() {
         Ok(())
     } else {
@@ -570,7 +587,7 @@ fn resolve_key<'d>(
         })
 }
 
-fn resolve(
+pub(crate) fn resolve(
     dict: &Dictionary,
     agent: &AgentMap,
     k: u32,

@@ -682,7 +682,7 @@ impl Encoder {
             tmp.extend_from_slice(&c.runs);
         }
         put_column(body, s.ntag_cols as u64, tmp);
-        self.finish(marks)
+        self.finish(marks, MAGIC)
     }
 
     /// Make new entries durable, start the body with the entries the receiver lacks, and return the per-key
@@ -715,7 +715,11 @@ impl Encoder {
     }
 
     /// Size check, header, optional compression, checksum, sync bookkeeping.
-    pub(crate) fn finish(&mut self, marks: Vec<u32>) -> Result<(u64, Vec<u8>), EncodeError> {
+    pub(crate) fn finish(
+        &mut self,
+        marks: Vec<u32>,
+        magic: [u8; 4],
+    ) -> Result<(u64, Vec<u8>), EncodeError> {
         let body = &self.body;
         if body.len() > MAX_BODY_BYTES {
             return Err(EncodeError::TooLarge {
@@ -736,7 +740,7 @@ impl Encoder {
         };
         self.next_seq += 1;
         let mut out = Vec::with_capacity(HEADER_LEN + wire.len());
-        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&magic);
         out.push(VERSION);
         out.push(flags);
         out.extend_from_slice(&[0, 0]);

@@ -49,16 +49,20 @@ mod batch;
 mod dict;
 mod encoder;
 mod error;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod query;
 mod store;
 mod varint;
 
 pub use batch::{
     DecodedBatch, GlobalDictionary, HEADER_LEN, MAGIC, MAX_AGENTS, MAX_BODY_BYTES, MAX_ENTRIES,
-    MAX_ROWS, MAX_TAGS_PER_ROW, MAX_TAG_KEYS, VERSION,
+    MAX_ROWS, MAX_TAGS_PER_ROW, MAX_TAG_KEYS, METRIC_MAGIC, VERSION,
 };
 pub use dict::{Dictionary, Entry, TagKeyId, TagValueId, FIELD_KEYS, OVERFLOW_VALUE};
 pub use encoder::{Encoder, SyncMode, TagSet, TAG_CACHE_BYTES};
 pub use error::{DecodeError, EncodeError, StoreError};
+#[cfg(feature = "metrics")]
+pub use metrics::{DecodedMetrics, L4Record, MetricBatch, RedRecord, SERVER_KEY};
 pub use query::{IdPredicate, QueryTranslator};
 pub use store::PersistentDictionary;

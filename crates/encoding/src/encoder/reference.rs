@@ -171,7 +171,7 @@ pub(crate) fn encode(
     }
     put_bytes(body, col);
 
-    enc.finish(marks)
+    enc.finish(marks, crate::MAGIC)
 }
 
 /// Run-length encoding: number of runs, then (length, value) pairs.
