@@ -67,11 +67,30 @@ pub struct MetricBatch {
 }
 
 impl From<Closed> for MetricBatch {
-    /// The rows of closed windows, without sketches.
+    /// The rows of closed windows, with their sketches when the aggregator kept them
+    /// (`fathom_metrics::Config::keep_sketches`).
     fn from(c: Closed) -> Self {
+        let mut latency = c.latency.into_iter();
+        let mut rtt = c.rtt.into_iter();
+        let with_latency = latency.len() == c.rows.len();
+        let with_rtt = rtt.len() == c.l4_rows.len();
         MetricBatch {
-            red: c.rows.into_iter().map(RedRecord::from).collect(),
-            l4: c.l4_rows.into_iter().map(L4Record::from).collect(),
+            red: c
+                .rows
+                .into_iter()
+                .map(|row| RedRecord {
+                    row,
+                    latency: latency.next().filter(|_| with_latency),
+                })
+                .collect(),
+            l4: c
+                .l4_rows
+                .into_iter()
+                .map(|row| L4Record {
+                    row,
+                    rtt: rtt.next().filter(|_| with_rtt),
+                })
+                .collect(),
         }
     }
 }

@@ -125,7 +125,10 @@ proptest! {
 
 /// Rows from the real aggregator over a minute of traffic, with its 1 s and 1 min windows, RED and L4.
 fn aggregated() -> MetricBatch {
-    let mut agg = Aggregator::new(Config::default());
+    let mut agg = Aggregator::new(Config {
+        keep_sketches: true,
+        ..Config::default()
+    });
     let t0 = 1_700_000_040_000_000u64;
     for i in 0..3000u64 {
         let mut log = RequestLog::new(if i % 3 == 0 {
@@ -162,7 +165,17 @@ fn aggregated() -> MetricBatch {
             agg.observe_flow(&f);
         }
     }
-    MetricBatch::from(agg.flush())
+    let batch = MetricBatch::from(agg.flush());
+    // The sketches are the windows' own: their quantiles are the rows'.
+    for r in &batch.red {
+        let s = r.latency.as_ref().expect("kept sketch");
+        assert_eq!(s.quantile_us(0.99), r.row.latency_p99_us);
+        assert_eq!(s.max(), r.row.latency_max_us);
+    }
+    for r in &batch.l4 {
+        assert_eq!(r.rtt.as_ref().expect("kept sketch").max(), r.row.rtt_max_us);
+    }
+    batch
 }
 
 #[test]
@@ -173,6 +186,20 @@ fn aggregator_rows_round_trip_and_beat_json() {
     let (_, bytes) = enc.encode_metrics(&batch).unwrap();
     let got = GlobalDictionary::default().decode_metrics(&bytes).unwrap();
     assert_eq!(got.batch, batch);
+    // Without sketches, far smaller than the JSON lines the agent prints.
+    let rows_only = MetricBatch {
+        red: batch
+            .red
+            .iter()
+            .map(|r| RedRecord::from(r.row.clone()))
+            .collect(),
+        l4: batch
+            .l4
+            .iter()
+            .map(|r| L4Record::from(r.row.clone()))
+            .collect(),
+    };
+    let (_, bytes) = enc.encode_metrics(&rows_only).unwrap();
     let json: usize = batch
         .red
         .iter()

@@ -100,6 +100,9 @@ impl PartialEq for LatencySketch {
     }
 }
 
+/// The comparison above compares integers only, so it is an equivalence.
+impl Eq for LatencySketch {}
+
 impl LatencySketch {
     /// An empty sketch at `scale` (clamped to [`MAX_SCALE`]).
     pub fn new(scale: u8) -> LatencySketch {
