@@ -21,7 +21,8 @@ pub const MAX_ROWS: usize = 1 << 20;
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// Most dictionary entries carried by one batch.
 pub const MAX_ENTRIES: usize = 1 << 20;
-/// Most tags on one row.
+/// Most tags on one row (no longer a format limit: tags are per-key columns and [`MAX_TAG_KEYS`] bounds a
+/// batch; kept for API compatibility).
 pub const MAX_TAGS_PER_ROW: usize = 256;
 /// Most distinct agents a [`GlobalDictionary`] tracks.
 pub const MAX_AGENTS: usize = 1 << 16;

@@ -9,6 +9,11 @@
 //! - [`Encoder`] (agent side): RequestLog batches as columns — dictionary ids for low-cardinality fields and tag
 //!   values, delta varints for timestamps, run-length encoded ids, batch-deduplicated text, optional zstd. A batch
 //!   carries only the dictionary entries the receiver has not acknowledged.
+//!   Tags come as strings in each log, or pre-interned once per flow as a [`TagSet`]
+//!   ([`Encoder::encode_tagged`]); both write the same bytes.
+//! - Metric batches (feature `metrics`, default): AutoMetrics rows ([`MetricBatch`]: `MetricRow`, `L4Row`, and
+//!   optionally each window's latency sketch) with the same dictionary, header and sync
+//!   ([`Encoder::encode_metrics`], [`GlobalDictionary::decode_metrics`]).
 //! - [`GlobalDictionary`] (server side): decodes batches exactly and merges every agent's dictionary into
 //!   global ids.
 //! - [`QueryTranslator`]: tag predicates to id predicates, result ids to names.
@@ -35,12 +40,19 @@
 //! agent.ack(seq);
 //!
 //! // The next batch no longer carries the strings the server acknowledged.
-//! let (_, second) = agent.encode(&[log]).unwrap();
+//! let (_, second) = agent.encode(&[log.clone()]).unwrap();
 //! assert!(second.len() < batch.len());
 //!
 //! let q = QueryTranslator::new(server.dictionary());
 //! let pod = q.key("k8s.pod").unwrap();
 //! assert_eq!(q.name(pod, fathom_encoding::TagValueId(1)), Some("web-7f9c"));
+//!
+//! // Pre-interned tags: resolve a flow's tags once, then every log of the flow carries the handle.
+//! let flow_tags = agent.tag_set([("k8s.pod", "web-7f9c")]);
+//! let mut bare = log.clone();
+//! bare.tags.clear();
+//! let (_, third) = agent.encode_tagged(&[bare], &[&flow_tags]).unwrap();
+//! assert_eq!(server.decode(&third).unwrap().logs, vec![log]);
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]

@@ -167,6 +167,7 @@ pub fn split_tags(
 
 /// AutoMetrics of `n` generated logs spread over `secs` seconds (and one flow record per 8 logs), from the real
 /// aggregator with its sketches kept: 1 s and 1 min RED and L4 rows.
+#[cfg(feature = "metrics")]
 pub fn make_metrics(n: usize, secs: u64, seed: u64) -> fathom_encoding::MetricBatch {
     use fathom_metrics::{Aggregator, Config};
     use fathom_model::{CloseType, FlowKey, FlowRecord, L4Protocol};
