@@ -122,7 +122,9 @@ fn same_tags(bytes: &[u8], tags: &BTreeMap<String, String>) -> bool {
             let Some((len, tail)) = rest.split_first_chunk::<4>() else {
                 return false;
             };
-            if u32::from_le_bytes(*len) as usize != s.len() || tail.get(..s.len()) != Some(s) {
+            if u32::from_le_bytes(*len) as usize != s.len()
+                || !tail.get(..s.len()).is_some_and(|t| eq_bytes(t, s))
+            {
                 return false;
             }
             rest = &tail[s.len()..];
@@ -179,62 +181,11 @@ impl TagCache {
     }
 }
 
-/// A per-key tag column built as runs while rows stream by.
+/// A per-key tag column: the value id of every row (0 = no such tag), filled lazily.
 #[derive(Default)]
 struct TagCol {
     key: u32,
-    runs: Vec<u8>,
-    nruns: u64,
-    last: u32,
-    len: u64,
-    filled: usize,
-}
-
-impl TagCol {
-    fn start(&mut self, key: u32) {
-        self.key = key;
-        self.runs.clear();
-        self.nruns = 0;
-        self.last = 0;
-        self.len = 0;
-        self.filled = 0;
-    }
-
-    #[inline]
-    fn push(&mut self, row: usize, v: u32) {
-        if row > self.filled {
-            self.extend(0, (row - self.filled) as u64);
-        }
-        self.extend(v, 1);
-    }
-
-    #[inline]
-    fn extend(&mut self, v: u32, k: u64) {
-        if self.len > 0 && self.last == v {
-            self.len += k;
-        } else {
-            self.flush();
-            self.last = v;
-            self.len = k;
-        }
-        self.filled += k as usize;
-    }
-
-    fn flush(&mut self) {
-        if self.len > 0 {
-            put_u64(&mut self.runs, self.len);
-            put_u64(&mut self.runs, u64::from(self.last));
-            self.nruns += 1;
-            self.len = 0;
-        }
-    }
-
-    fn finish(&mut self, n: usize) {
-        if n > self.filled {
-            self.extend(0, (n - self.filled) as u64);
-        }
-        self.flush();
-    }
+    ids: Vec<u32>,
 }
 
 /// Per-batch column buffers, kept between batches.
@@ -288,7 +239,7 @@ impl Scratch {
     }
 
     #[inline]
-    fn tag(&mut self, row: usize, key: u32, value: u32) {
+    fn tag(&mut self, row: usize, key: u32, value: u32, n: usize) {
         let k = key as usize;
         if k >= self.col_of_key.len() {
             self.col_of_key.resize(k + 1, u32::MAX);
@@ -300,10 +251,15 @@ impl Scratch {
             if self.tag_cols.len() < self.ntag_cols {
                 self.tag_cols.push(TagCol::default());
             }
-            self.tag_cols[c].start(key);
+            let col = &mut self.tag_cols[c];
+            col.key = key;
+            col.ids.clear();
+            col.ids.resize(n, 0);
             self.col_of_key[k] = c as u32;
         }
-        self.tag_cols[c].push(row, value);
+        if let Some(slot) = self.tag_cols[c].ids.get_mut(row) {
+            *slot = value;
+        }
     }
 
     #[inline]
@@ -375,7 +331,25 @@ impl TextCol {
 /// repeated borrowed values do).
 #[inline]
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a.as_bytes() == b.as_bytes())
+    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || eq_bytes(a.as_bytes(), b.as_bytes()))
+}
+
+/// Byte equality without a `memcmp` call for the short strings tags and fields are made of: two overlapping
+/// fixed-size compares cover every byte of a 4..=32-byte string.
+#[inline(always)]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+        a.first_chunk::<N>() == b.first_chunk::<N>() && a.last_chunk::<N>() == b.last_chunk::<N>()
+    }
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        4..=7 => ends::<4>(a, b),
+        8..=15 => ends::<8>(a, b),
+        16..=32 => ends::<16>(a, b),
+        _ => a == b,
+    }
 }
 
 /// Agent side: turns RequestLogs into compact columnar batches.
@@ -630,7 +604,7 @@ impl Encoder {
                 None => tag_cache.pairs(dict, &log.tags),
             };
             for &(k, v) in pairs {
-                s.tag(row, k, v);
+                s.tag(row, k, v, n);
             }
         }
         // Reset the key → column map for the next batch (only the keys used).
@@ -675,11 +649,13 @@ impl Encoder {
         }
         let tmp = &mut s.tmp;
         tmp.clear();
-        for c in &mut s.tag_cols[..s.ntag_cols] {
-            c.finish(n);
+        for c in &s.tag_cols[..s.ntag_cols] {
             put_u64(tmp, u64::from(c.key));
-            put_u64(tmp, c.nruns);
-            tmp.extend_from_slice(&c.runs);
+            let runs = &mut s.tmp2;
+            runs.clear();
+            let count = write_runs(runs, &c.ids);
+            put_u64(tmp, count);
+            tmp.extend_from_slice(runs);
         }
         put_column(body, s.ntag_cols as u64, tmp);
         self.finish(marks, MAGIC)
@@ -776,16 +752,36 @@ fn merge_marks(acked: &mut Vec<u32>, marks: &[u32]) {
 /// Append `(length, value)` pairs for the runs of `v`; returns the number of runs.
 #[inline]
 pub(crate) fn write_runs(out: &mut Vec<u8>, v: &[u32]) -> u64 {
-    let mut count = 0u64;
-    let mut i = 0;
-    while let Some(&x) = v.get(i) {
-        let len = v[i..].iter().take_while(|&&y| y == x).count();
-        put_u64(out, len as u64);
-        put_u64(out, u64::from(x));
-        count += 1;
-        i += len;
+    let Some(&first) = v.first() else {
+        return 0;
+    };
+    out.reserve(v.len().min(1 << 16) * 2);
+    let mut count = 1u64;
+    let (mut cur, mut len) = (first, 0u64);
+    for &x in v {
+        if x == cur {
+            len += 1;
+        } else {
+            put_pair(out, len, cur);
+            count += 1;
+            (cur, len) = (x, 1);
+        }
     }
+    put_pair(out, len, cur);
     count
+}
+
+/// A run: its length and value as varints, with a fast path for the common one- and two-byte cases.
+#[inline(always)]
+fn put_pair(out: &mut Vec<u8>, len: u64, value: u32) {
+    if len < 0x80 && value < 0x80 {
+        out.extend_from_slice(&[len as u8, value as u8]);
+    } else if len < 0x80 && value < 0x4000 {
+        out.extend_from_slice(&[len as u8, (value as u8) | 0x80, (value >> 7) as u8]);
+    } else {
+        put_u64(out, len);
+        put_u64(out, u64::from(value));
+    }
 }
 
 /// A run-length encoded column: length prefix, run count, then `(length, value)` pairs.
@@ -986,5 +982,24 @@ mod tests {
             assert!(enc.tag_cache.bytes <= TAG_CACHE_BYTES);
         }
         assert!(resets_seen);
+    }
+}
+
+#[cfg(test)]
+mod eq_tests {
+    use super::eq_bytes;
+
+    #[test]
+    fn eq_bytes_is_equality_at_every_length_and_position() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(eq_bytes(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 1;
+                assert!(!eq_bytes(&a, &b), "len {n}, differs at {i}");
+            }
+            assert!(!eq_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
     }
 }
