@@ -218,6 +218,41 @@ fn throughput(c: &mut Criterion) {
         })
     });
     g.finish();
+    // Metric rows: a batch of 1,000 RED and L4 rows with their sketches, as an agent ships every few seconds.
+    let all = gen::make_metrics(60_000, 120, 7);
+    let part = MetricBatch {
+        red: all.red.iter().take(1000).cloned().collect(),
+        l4: all.l4.iter().take(1000).cloned().collect(),
+    };
+    let rows = (part.red.len() + part.l4.len()) as u64;
+    let mut g = c.benchmark_group("metric_rows");
+    g.throughput(Throughput::Elements(rows));
+    let mut enc = Encoder::new(4, SyncMode::Reliable);
+    let mut server = GlobalDictionary::default();
+    server
+        .decode_metrics(&enc.encode_metrics(&part).unwrap().1)
+        .unwrap();
+    let (_, steady) = enc.encode_metrics(&part).unwrap();
+    g.bench_function("encode_with_sketches", |b| {
+        b.iter(|| enc.encode_metrics(&part).unwrap())
+    });
+    g.bench_function("decode_with_sketches", |b| {
+        b.iter(|| server.decode_metrics(&steady).unwrap())
+    });
+    g.bench_function("json_serialize_rows", |b| {
+        let mut out = Vec::with_capacity(1 << 20);
+        b.iter(|| {
+            out.clear();
+            for r in &part.red {
+                serde_json::to_writer(&mut out, &r.row).unwrap();
+            }
+            for r in &part.l4 {
+                serde_json::to_writer(&mut out, &r.row).unwrap();
+            }
+            out.len()
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, throughput);

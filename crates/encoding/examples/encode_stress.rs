@@ -1,6 +1,6 @@
 //! Encode and decode realistic tagged logs in a loop and print logs/s (a stress companion to the criterion
 //! bench; run with `cargo run --release -p fathom-encoding --example encode_stress [ROUNDS] [MODE]`, MODE one of
-//! `all` (default), `strings`, `tagged`, `decode`: the single-mode runs are for profilers such as callgrind).
+//! `all` (default), `strings`, `tagged`, `decode`, `json` (serde_json lines of the same logs, the reference): the single-mode runs are for profilers such as callgrind).
 
 #[path = "../benches/support/gen.rs"]
 mod gen;
@@ -49,6 +49,21 @@ fn main() {
         }
         println!(
             "decode:                 {:.0} logs/s",
+            n / t.elapsed().as_secs_f64()
+        );
+    }
+    if mode == "all" || mode == "json" {
+        let mut out = Vec::with_capacity(16 << 20);
+        let t = Instant::now();
+        for _ in 0..rounds {
+            out.clear();
+            for l in &logs {
+                serde_json::to_writer(&mut out, l).expect("json");
+                out.push(b'\n');
+            }
+        }
+        println!(
+            "serde_json lines:       {:.0} logs/s",
             n / t.elapsed().as_secs_f64()
         );
     }
