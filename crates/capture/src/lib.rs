@@ -52,7 +52,10 @@
 //! point sits; null without a complete handshake.
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 // Unsafe code is confined to the `afpacket` module (system calls and the mmap ring); everything else forbids it.
-#![cfg_attr(not(all(feature = "afpacket", target_os = "linux")), forbid(unsafe_code))]
+#![cfg_attr(
+    not(all(feature = "afpacket", target_os = "linux")),
+    forbid(unsafe_code)
+)]
 #![cfg_attr(all(feature = "afpacket", target_os = "linux"), deny(unsafe_code))]
 
 #[cfg(all(feature = "afpacket", target_os = "linux"))]
@@ -72,7 +75,8 @@ mod tcp;
 
 #[cfg(all(feature = "afpacket", target_os = "linux"))]
 pub use afpacket::{
-    AfPacketCapture, AfPacketConfig, AfPacketError, AfPacketSource, AfPacketStats, AfPacketTelemetry, BpfProgram,
+    AfPacketCapture, AfPacketConfig, AfPacketError, AfPacketSource, AfPacketStats,
+    AfPacketTelemetry, BpfProgram,
 };
 pub use config::Config;
 pub use counters::{Counters, FragmentCounters, Undecodable};

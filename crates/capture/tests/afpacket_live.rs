@@ -65,7 +65,10 @@ fn client(port: u16, req: &[u8]) -> Vec<u8> {
 type Streams = BTreeMap<(u64, u16, u16), (Vec<u8>, Vec<u8>, Option<CloseType>)>;
 
 /// Run `traffic` while capturing, then stop and collect every event until the capture ends.
-fn capture_while(config: &AfPacketConfig, traffic: impl FnOnce() + Send + 'static) -> (AfPacketCapture, Streams, BTreeMap<u16, u64>) {
+fn capture_while(
+    config: &AfPacketConfig,
+    traffic: impl FnOnce() + Send + 'static,
+) -> (AfPacketCapture, Streams, BTreeMap<u16, u64>) {
     let mut cap = AfPacketCapture::start(config, &Config::default()).expect("start capture");
     let stop = cap.stop_handle();
     let t = std::thread::spawn(traffic);
@@ -80,7 +83,9 @@ fn capture_while(config: &AfPacketConfig, traffic: impl FnOnce() + Send + 'stati
         if traffic_done.is_none() && t.is_finished() {
             traffic_done = Some(Instant::now());
         }
-        if traffic_done.is_some_and(|d| d.elapsed() > Duration::from_millis(300)) || Instant::now() > deadline {
+        if traffic_done.is_some_and(|d| d.elapsed() > Duration::from_millis(300))
+            || Instant::now() > deadline
+        {
             stop.store(true, Ordering::Relaxed);
         }
     }
@@ -132,7 +137,11 @@ fn lo_delivers_each_byte_once() {
     }
     let (listener, port) = free_listener();
     let reqs: Vec<Vec<u8>> = (0..3)
-        .map(|i| format!("request number {i} ").repeat(100 + i * 500).into_bytes())
+        .map(|i| {
+            format!("request number {i} ")
+                .repeat(100 + i * 500)
+                .into_bytes()
+        })
         .collect();
     let sent = reqs.clone();
     let (cap, streams, retrans) = capture_while(&AfPacketConfig::new("lo"), move || {
@@ -153,14 +162,21 @@ fn lo_delivers_each_byte_once() {
     assert!(got == want, "reassembled streams differ from what was sent");
     // A packet delivered twice (an outgoing copy on lo not skipped) would count as a retransmission.
     for ((_, client_port, _), _) in streams.iter().filter(|((_, _, d), _)| *d == port) {
-        assert_eq!(retrans.get(client_port), Some(&0), "duplicate packets on the flow from port {client_port}");
+        assert_eq!(
+            retrans.get(client_port),
+            Some(&0),
+            "duplicate packets on the flow from port {client_port}"
+        );
     }
     let stats = cap.telemetry().snapshot();
     assert!(stats.outgoing_skipped > 0, "{stats:?}");
     assert_eq!(stats.packets, cap.counters().packets, "{stats:?}");
     assert_eq!(stats.kernel_drops, 0, "{stats:?}");
     assert_eq!(stats.malformed_blocks, 0, "{stats:?}");
-    assert!(stats.kernel_packets >= stats.packets + stats.outgoing_skipped, "{stats:?}");
+    assert!(
+        stats.kernel_packets >= stats.packets + stats.outgoing_skipped,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -184,15 +200,22 @@ fn bpf_filter_from_tcpdump_drops_other_ports() {
             return;
         }
     };
-    let program = BpfProgram::parse_ddd(&String::from_utf8_lossy(&out.stdout)).expect("tcpdump -ddd output");
+    let program =
+        BpfProgram::parse_ddd(&String::from_utf8_lossy(&out.stdout)).expect("tcpdump -ddd output");
     let mut config = AfPacketConfig::new("lo");
     config.filter = Some(program);
     let (cap, streams, _) = capture_while(&config, move || {
         let s1 = serve(l1, 2);
         let s2 = serve(l2, 2);
         for i in 0..2 {
-            assert_eq!(client(p1, format!("kept {i}").as_bytes()), response(format!("kept {i}").as_bytes()));
-            assert_eq!(client(p2, format!("dropped {i}").as_bytes()), response(format!("dropped {i}").as_bytes()));
+            assert_eq!(
+                client(p1, format!("kept {i}").as_bytes()),
+                response(format!("kept {i}").as_bytes())
+            );
+            assert_eq!(
+                client(p2, format!("dropped {i}").as_bytes()),
+                response(format!("dropped {i}").as_bytes())
+            );
         }
         s1.join().expect("server 1");
         s2.join().expect("server 2");
@@ -202,11 +225,22 @@ fn bpf_filter_from_tcpdump_drops_other_ports() {
     assert_eq!(
         kept,
         vec![
-            (b"kept 0".to_vec(), response(b"kept 0"), Some(CloseType::Fin)),
-            (b"kept 1".to_vec(), response(b"kept 1"), Some(CloseType::Fin)),
+            (
+                b"kept 0".to_vec(),
+                response(b"kept 0"),
+                Some(CloseType::Fin)
+            ),
+            (
+                b"kept 1".to_vec(),
+                response(b"kept 1"),
+                Some(CloseType::Fin)
+            ),
         ]
     );
-    assert!(of_port(&streams, p2).is_empty(), "port {p2} passed the filter");
+    assert!(
+        of_port(&streams, p2).is_empty(),
+        "port {p2} passed the filter"
+    );
     assert!(
         streams.keys().all(|(_, s, d)| *s == p1 || *d == p1),
         "only port {p1} passes: {:?}",
@@ -246,7 +280,8 @@ fn fanout_two_threads_reassembles_every_connection() {
     assert_eq!(got.len(), n, "one flow per connection");
     assert!(got == want, "reassembled streams differ from what was sent");
     // Flow ids encode the thread (id - 1) % 2: with 24 connections both sockets must have had some.
-    let threads: std::collections::BTreeSet<u64> = ours.iter().map(|((id, _, _), _)| (id - 1) % 2).collect();
+    let threads: std::collections::BTreeSet<u64> =
+        ours.iter().map(|((id, _, _), _)| (id - 1) % 2).collect();
     assert_eq!(threads.len(), 2, "fanout spread flows over both sockets");
     let stats = cap.telemetry().snapshot();
     assert_eq!(stats.packets, cap.counters().packets, "{stats:?}");
@@ -284,7 +319,14 @@ fn tiny_ring_counts_kernel_drops() {
 fn bad_interface_is_a_clear_error() {
     let e = AfPacketSource::open(&AfPacketConfig::new("nosuchif0")).unwrap_err();
     assert!(matches!(e, AfPacketError::NoSuchInterface(_)), "{e}");
-    assert_eq!(e.to_string(), "no network interface named `nosuchif0` (see `ip link`)");
-    let e = AfPacketCapture::start(&AfPacketConfig::new("bad/name"), &Config::default()).unwrap_err();
-    assert!(matches!(e, AfPacketError::Config { field: "iface", .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "no network interface named `nosuchif0` (see `ip link`)"
+    );
+    let e =
+        AfPacketCapture::start(&AfPacketConfig::new("bad/name"), &Config::default()).unwrap_err();
+    assert!(
+        matches!(e, AfPacketError::Config { field: "iface", .. }),
+        "{e}"
+    );
 }

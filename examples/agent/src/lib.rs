@@ -309,6 +309,12 @@ pub fn run_iface(
 ) -> anyhow::Result<PipelineStats> {
     let source = fathom_capture::AfPacketCapture::start(config, &options.capture)
         .with_context(|| format!("cannot capture on interface `{}`", config.iface))?;
+    tracing::info!(
+        iface = %config.iface,
+        threads = config.threads,
+        link_type = source.link_type().0,
+        "AF_PACKET capture started."
+    );
     let telemetry = source.telemetry();
     let result = run_source(source, options, out);
     let ring = telemetry.snapshot();

@@ -38,7 +38,11 @@ impl BpfProgram {
         if insns.is_empty() || insns.len() > Self::MAX_INSNS {
             return Err(AfPacketError::Filter {
                 line: 1,
-                reason: format!("{} instructions (1 to {} allowed)", insns.len(), Self::MAX_INSNS),
+                reason: format!(
+                    "{} instructions (1 to {} allowed)",
+                    insns.len(),
+                    Self::MAX_INSNS
+                ),
             });
         }
         Ok(BpfProgram { insns })
@@ -60,30 +64,48 @@ impl BpfProgram {
         let (first, count) = lines
             .next()
             .ok_or_else(|| err(1, "empty program (expected `tcpdump -ddd` output)".into()))?;
-        let count: usize = count
-            .parse()
-            .map_err(|_| err(first, format!("expected the instruction count, found `{count}`")))?;
+        let count: usize = count.parse().map_err(|_| {
+            err(
+                first,
+                format!("expected the instruction count, found `{count}`"),
+            )
+        })?;
         if count == 0 || count > Self::MAX_INSNS {
-            return Err(err(first, format!("{count} instructions (1 to {} allowed)", Self::MAX_INSNS)));
+            return Err(err(
+                first,
+                format!("{count} instructions (1 to {} allowed)", Self::MAX_INSNS),
+            ));
         }
         let mut insns = Vec::with_capacity(count);
         let mut last = first;
         for (line, text) in lines {
             last = line;
             if insns.len() == count {
-                return Err(err(line, format!("more than the {count} instructions announced")));
+                return Err(err(
+                    line,
+                    format!("more than the {count} instructions announced"),
+                ));
             }
             let f: Vec<&str> = text.split_whitespace().collect();
             if f.len() != 4 {
-                return Err(err(line, format!("expected `code jt jf k`, found `{text}`")));
+                return Err(err(
+                    line,
+                    format!("expected `code jt jf k`, found `{text}`"),
+                ));
             }
             let num = |s: &str, what: &str| {
                 s.parse::<u64>()
                     .map_err(|_| err(line, format!("{what} `{s}` is not a decimal number")))
             };
-            let (code, jt, jf, k) = (num(f[0], "code")?, num(f[1], "jt")?, num(f[2], "jf")?, num(f[3], "k")?);
+            let (code, jt, jf, k) = (
+                num(f[0], "code")?,
+                num(f[1], "jt")?,
+                num(f[2], "jf")?,
+                num(f[3], "k")?,
+            );
             let insn = BpfInsn {
-                code: u16::try_from(code).map_err(|_| err(line, format!("code {code} exceeds 16 bits")))?,
+                code: u16::try_from(code)
+                    .map_err(|_| err(line, format!("code {code} exceeds 16 bits")))?,
                 jt: u8::try_from(jt).map_err(|_| err(line, format!("jt {jt} exceeds 8 bits")))?,
                 jf: u8::try_from(jf).map_err(|_| err(line, format!("jf {jf} exceeds 8 bits")))?,
                 k: u32::try_from(k).map_err(|_| err(line, format!("k {k} exceeds 32 bits")))?,
@@ -91,7 +113,10 @@ impl BpfProgram {
             insns.push(insn);
         }
         if insns.len() != count {
-            return Err(err(last, format!("{} instructions, {count} announced", insns.len())));
+            return Err(err(
+                last,
+                format!("{} instructions, {count} announced", insns.len()),
+            ));
         }
         BpfProgram::new(insns)
     }

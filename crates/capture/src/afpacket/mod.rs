@@ -139,7 +139,8 @@ impl AfPacketConfig {
     /// # Errors
     /// [`AfPacketError::Config`] naming the first bad field.
     pub fn validate(&self) -> Result<(), AfPacketError> {
-        let bad = |field: &'static str, reason: String| Err(AfPacketError::Config { field, reason });
+        let bad =
+            |field: &'static str, reason: String| Err(AfPacketError::Config { field, reason });
         if self.iface.is_empty() || self.iface.len() >= libc::IFNAMSIZ {
             return bad(
                 "iface",
@@ -151,8 +152,18 @@ impl AfPacketConfig {
                 ),
             );
         }
-        if self.iface.bytes().any(|b| b == 0 || b == b'/' || b.is_ascii_whitespace()) {
-            return bad("iface", format!("`{}` is not a valid interface name", self.iface.escape_debug()));
+        if self
+            .iface
+            .bytes()
+            .any(|b| b == 0 || b == b'/' || b.is_ascii_whitespace())
+        {
+            return bad(
+                "iface",
+                format!(
+                    "`{}` is not a valid interface name",
+                    self.iface.escape_debug()
+                ),
+            );
         }
         let page = ring::page_size();
         if self.block_size == 0
@@ -169,13 +180,19 @@ impl AfPacketConfig {
             );
         }
         if self.block_count < 2 {
-            return bad("block_count", format!("{} blocks: at least 2 are needed", self.block_count));
+            return bad(
+                "block_count",
+                format!("{} blocks: at least 2 are needed", self.block_count),
+            );
         }
         let ring = u64::from(self.block_size) * u64::from(self.block_count);
         if ring > Self::MAX_RING_BYTES {
             return bad(
                 "block_count",
-                format!("a ring of {ring} bytes exceeds {} bytes", Self::MAX_RING_BYTES),
+                format!(
+                    "a ring of {ring} bytes exceeds {} bytes",
+                    Self::MAX_RING_BYTES
+                ),
             );
         }
         if self.frame_size < Self::MIN_FRAME_SIZE
@@ -194,16 +211,25 @@ impl AfPacketConfig {
             );
         }
         if !(1..=10_000).contains(&self.block_timeout_ms) {
-            return bad("block_timeout_ms", format!("{} is outside 1..=10000", self.block_timeout_ms));
+            return bad(
+                "block_timeout_ms",
+                format!("{} is outside 1..=10000", self.block_timeout_ms),
+            );
         }
         if self.snap_len < 64 {
             return bad("snap_len", format!("{} is below 64 bytes", self.snap_len));
         }
         if !(1..=Self::MAX_THREADS).contains(&self.threads) {
-            return bad("threads", format!("{} is outside 1..={}", self.threads, Self::MAX_THREADS));
+            return bad(
+                "threads",
+                format!("{} is outside 1..={}", self.threads, Self::MAX_THREADS),
+            );
         }
         if self.poll_timeout.is_zero() || self.poll_timeout > Duration::from_secs(10) {
-            return bad("poll_timeout", format!("{:?} is outside (0, 10 s]", self.poll_timeout));
+            return bad(
+                "poll_timeout",
+                format!("{:?} is outside (0, 10 s]", self.poll_timeout),
+            );
         }
         Ok(())
     }
@@ -441,7 +467,10 @@ impl AfPacketCapture {
     /// # Errors
     /// [`AfPacketError`] when a setting is invalid, the interface is unknown, or a socket cannot be set up; no
     /// thread is left running then.
-    pub fn start(config: &AfPacketConfig, flows: &Config) -> Result<AfPacketCapture, AfPacketError> {
+    pub fn start(
+        config: &AfPacketConfig,
+        flows: &Config,
+    ) -> Result<AfPacketCapture, AfPacketError> {
         config.validate()?;
         let telemetry = Arc::new(AfPacketTelemetry::default());
         let mut sockets = Vec::with_capacity(config.threads);
@@ -761,7 +790,10 @@ mod tests {
             }
         };
         assert_eq!(field(|c| c.iface = String::new()), "iface");
-        assert_eq!(field(|c| c.iface = "a-very-long-interface-name".into()), "iface");
+        assert_eq!(
+            field(|c| c.iface = "a-very-long-interface-name".into()),
+            "iface"
+        );
         assert_eq!(field(|c| c.iface = "../x".into()), "iface");
         assert_eq!(field(|c| c.block_size = 1000), "block_size");
         assert_eq!(field(|c| c.block_size = 0), "block_size");
@@ -780,8 +812,12 @@ mod tests {
 
     #[test]
     fn unknown_interface_is_a_clear_error() {
-        let e = AfPacketCapture::start(&AfPacketConfig::new("fathomnope0"), &Config::default()).unwrap_err();
-        assert!(matches!(e, AfPacketError::NoSuchInterface(ref n) if n == "fathomnope0"), "{e}");
+        let e = AfPacketCapture::start(&AfPacketConfig::new("fathomnope0"), &Config::default())
+            .unwrap_err();
+        assert!(
+            matches!(e, AfPacketError::NoSuchInterface(ref n) if n == "fathomnope0"),
+            "{e}"
+        );
         assert!(e.to_string().contains("fathomnope0"));
     }
 

@@ -39,7 +39,8 @@ fn u32_at(b: &[u8], off: usize) -> Option<u32> {
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    b.get(off..off + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]))
+    b.get(off..off + 2)
+        .map(|s| u16::from_ne_bytes([s[0], s[1]]))
 }
 
 /// A block copied out of the ring, being walked packet by packet.
@@ -111,7 +112,8 @@ fn iface_info(name: &str) -> Result<(libc::c_int, u16), AfPacketError> {
     if index == 0 {
         return Err(AfPacketError::NoSuchInterface(name.into()));
     }
-    let index = libc::c_int::try_from(index).map_err(|_| AfPacketError::NoSuchInterface(name.into()))?;
+    let index =
+        libc::c_int::try_from(index).map_err(|_| AfPacketError::NoSuchInterface(name.into()))?;
     let sys = |op, source| AfPacketError::Sys {
         op,
         iface: name.into(),
@@ -194,7 +196,12 @@ impl AfPacketSocket {
             telemetry,
         };
         s.attach_filter(&BpfProgram::drop_all())?;
-        s.setsockopt(libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3, "setsockopt(PACKET_VERSION)")?;
+        s.setsockopt(
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            &TPACKET_V3,
+            "setsockopt(PACKET_VERSION)",
+        )?;
         let req = libc::tpacket_req3 {
             tp_block_size: config.block_size,
             tp_block_nr: config.block_count,
@@ -204,7 +211,12 @@ impl AfPacketSocket {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        s.setsockopt(libc::SOL_PACKET, libc::PACKET_RX_RING, &req, "setsockopt(PACKET_RX_RING)")?;
+        s.setsockopt(
+            libc::SOL_PACKET,
+            libc::PACKET_RX_RING,
+            &req,
+            "setsockopt(PACKET_RX_RING)",
+        )?;
         // SAFETY: maps the ring the kernel just allocated for this socket; length and flags as packet_mmap
         // requires; the result is checked and then owned (unmapped in Drop).
         let ring = unsafe {
@@ -262,9 +274,19 @@ impl AfPacketSocket {
                 None => (mode | libc::PACKET_FANOUT_FLAG_UNIQUEID as libc::c_int) << 16,
                 Some(id) => (mode << 16) | libc::c_int::from(id),
             };
-            s.setsockopt(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg, "setsockopt(PACKET_FANOUT)")?;
+            s.setsockopt(
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                &arg,
+                "setsockopt(PACKET_FANOUT)",
+            )?;
             let mut got: libc::c_int = 0;
-            s.getsockopt(libc::SOL_PACKET, libc::PACKET_FANOUT, &mut got, "getsockopt(PACKET_FANOUT)")?;
+            s.getsockopt(
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                &mut got,
+                "getsockopt(PACKET_FANOUT)",
+            )?;
             s.fanout_group = Some((got & 0xffff) as u16);
         }
         Ok(s)
@@ -342,7 +364,12 @@ impl AfPacketSocket {
             filter: insns.as_mut_ptr(),
         };
         // The kernel copies the instructions during the call; `insns` outlives it.
-        self.setsockopt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog, "setsockopt(SO_ATTACH_FILTER)")
+        self.setsockopt(
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog,
+            "setsockopt(SO_ATTACH_FILTER)",
+        )
     }
 
     /// Replace the initial drop-everything filter: with `program`, or with none (every packet).
@@ -354,7 +381,12 @@ impl AfPacketSocket {
             Some(p) => self.attach_filter(p)?,
             None => {
                 let zero: libc::c_int = 0;
-                self.setsockopt(libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &zero, "setsockopt(SO_DETACH_FILTER)")?;
+                self.setsockopt(
+                    libc::SOL_SOCKET,
+                    libc::SO_DETACH_FILTER,
+                    &zero,
+                    "setsockopt(SO_DETACH_FILTER)",
+                )?;
             }
         }
         // Anything that reached the ring before (nothing should: the old filter dropped everything) is left as is.
@@ -392,7 +424,12 @@ impl AfPacketSocket {
             tp_freeze_q_cnt: 0,
         };
         if self
-            .getsockopt(libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut st, "getsockopt(PACKET_STATISTICS)")
+            .getsockopt(
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                &mut st,
+                "getsockopt(PACKET_STATISTICS)",
+            )
             .is_ok()
         {
             let t = &self.telemetry;
@@ -473,13 +510,16 @@ impl AfPacketSocket {
             let len = used.clamp(BLOCK_HEADER_LEN, self.block_size);
             Bytes::copy_from_slice(std::slice::from_raw_parts(base, len))
         };
-        self.status(i).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.status(i)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
         self.cur = (i + 1) % self.block_count;
         self.telemetry.blocks.fetch_add(1, Ordering::Relaxed);
         let num = u32_at(&data, BLOCK_NUM_PKTS).unwrap_or(0);
         let first = u32_at(&data, BLOCK_FIRST_PKT).unwrap_or(0) as usize;
         if num > 0 && (first < BLOCK_HEADER_LEN || first >= data.len()) {
-            self.telemetry.malformed_blocks.fetch_add(1, Ordering::Relaxed);
+            self.telemetry
+                .malformed_blocks
+                .fetch_add(1, Ordering::Relaxed);
             return true;
         }
         self.pending = Some(Block {
@@ -501,7 +541,15 @@ impl AfPacketSocket {
             block.left -= 1;
             let d = &block.data;
             let off = block.next;
-            let (Some(next), Some(sec), Some(nsec), Some(snaplen), Some(len), Some(mac), Some(&pkttype)) = (
+            let (
+                Some(next),
+                Some(sec),
+                Some(nsec),
+                Some(snaplen),
+                Some(len),
+                Some(mac),
+                Some(&pkttype),
+            ) = (
                 u32_at(d, off),
                 u32_at(d, off + 4),
                 u32_at(d, off + 8),
@@ -509,19 +557,28 @@ impl AfPacketSocket {
                 u32_at(d, off + 16),
                 u16_at(d, off + 24),
                 d.get(off + SLL_PKTTYPE),
-            ) else {
-                self.telemetry.malformed_blocks.fetch_add(1, Ordering::Relaxed);
+            )
+            else {
+                self.telemetry
+                    .malformed_blocks
+                    .fetch_add(1, Ordering::Relaxed);
                 self.pending = None;
                 return None;
             };
             let start = off + usize::from(mac);
             let end = start + snaplen as usize;
             if end > d.len() || (next != 0 && (next as usize) < HDR_LEN) {
-                self.telemetry.malformed_blocks.fetch_add(1, Ordering::Relaxed);
+                self.telemetry
+                    .malformed_blocks
+                    .fetch_add(1, Ordering::Relaxed);
                 self.pending = None;
                 return None;
             }
-            block.next = if next == 0 { d.len() } else { off + next as usize };
+            block.next = if next == 0 {
+                d.len()
+            } else {
+                off + next as usize
+            };
             if block.left > 0 && block.next >= d.len() {
                 block.left = 0;
             }
