@@ -129,6 +129,7 @@ fn http_server(prefix: &[&str], addr: IpAddr, port: u16, dir: &TempDir) -> Proc 
 
 /// The request paths of the workload for the comparison with eBPF: every response fits in one eBPF capture
 /// (`EbpfConfig::capture_len`, 4096 bytes per syscall), so eBPF sees all of its bytes.
+#[cfg(feature = "ebpf")]
 const SMALL_PATHS: [&str; 5] = [
     "/a.txt",
     "/missing",

@@ -9,11 +9,31 @@
 //!   `PACKET_FANOUT_HASH` group, each read by its own thread with its own [`FlowTable`]; the threads' events are
 //!   merged into one stream.
 //!
+//! ```no_run
+//! use fathom_capture::{AfPacketCapture, AfPacketConfig, Config, EventSource};
+//! use fathom_model::StreamEvent;
+//!
+//! let mut config = AfPacketConfig::new("lo");
+//! config.threads = 2;
+//! config.run_for = Some(std::time::Duration::from_secs(5));
+//! let mut cap = AfPacketCapture::start(&config, &Config::default())?;
+//! let mut events = Vec::new();
+//! while cap.next_events(&mut events)? {
+//!     for e in events.drain(..) {
+//!         if let StreamEvent::Chunk(c) = e {
+//!             println!("{:?} {} bytes", c.flow, c.bytes.len());
+//!         }
+//!     }
+//! }
+//! println!("{:?}", cap.telemetry().snapshot());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # How it works
 //!
 //! The kernel fills ring blocks with packets and hands a block to user space by setting `TP_STATUS_USER` in its
 //! descriptor (when the block is full, or when [`AfPacketConfig::block_timeout_ms`] passes). The reader copies the
-//! used part of the block out once (one `memcpy` per block; every packet is then a zero-copy [`Bytes`] slice of
+//! used part of the block out once (one `memcpy` per block; every packet is then a zero-copy [`Bytes`](bytes::Bytes) slice of
 //! that copy, and all header parsing works on the copy with bounds checks), and gives the block back at once, so
 //! that a slow flow table never holds ring space. Timestamps are the kernel's receive times
 //! (`tp_sec`/`tp_nsec` of the `tpacket3_hdr`, nanoseconds truncated to µs); `orig_len` is `tp_len`, and packets
@@ -167,7 +187,7 @@ impl AfPacketConfig {
         }
         let page = ring::page_size();
         if self.block_size == 0
-            || self.block_size % page != 0
+            || !self.block_size.is_multiple_of(page)
             || self.block_size > Self::MAX_BLOCK_SIZE
         {
             return bad(
@@ -196,9 +216,9 @@ impl AfPacketConfig {
             );
         }
         if self.frame_size < Self::MIN_FRAME_SIZE
-            || self.frame_size % 16 != 0
+            || !self.frame_size.is_multiple_of(16)
             || self.frame_size > self.block_size
-            || self.block_size % self.frame_size != 0
+            || !self.block_size.is_multiple_of(self.frame_size)
         {
             return bad(
                 "frame_size",
