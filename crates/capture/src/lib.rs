@@ -13,6 +13,9 @@
 //! - [`EventSource`] / [`PacketCapture`]: a packet source and a flow table together, yielding events in batches.
 //! - `ebpf::EbpfSource` (feature `ebpf`, Linux): live socket data of the host's processes from eBPF syscall
 //!   tracepoints, as the same events (chunks with [`fathom_model::ChunkOrigin::Syscall`]).
+//! - `afpacket::AfPacketCapture` (feature `afpacket`, Linux): live packets from a network interface through an
+//!   `AF_PACKET` `TPACKET_V3` ring (optional classic BPF filter, fanout over several threads), as the same events
+//!   as a capture file. See `docs/afpacket.md`.
 //!
 //! ```
 //! use fathom_capture::{Config, EventSource, FileSource, PacketCapture};
@@ -48,8 +51,16 @@
 //! capture-to-server and capture-to-client round trips, which is the client-to-server RTT wherever the capture
 //! point sits; null without a complete handshake.
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
-#![forbid(unsafe_code)]
+// Unsafe code is confined to the `afpacket` module (system calls and the mmap ring); everything else forbids it.
+#![cfg_attr(
+    not(all(feature = "afpacket", target_os = "linux")),
+    forbid(unsafe_code)
+)]
+#![cfg_attr(all(feature = "afpacket", target_os = "linux"), deny(unsafe_code))]
 
+#[cfg(all(feature = "afpacket", target_os = "linux"))]
+#[allow(unsafe_code)]
+pub mod afpacket;
 mod config;
 mod counters;
 pub mod decode;
@@ -62,6 +73,11 @@ mod frag;
 mod source;
 mod tcp;
 
+#[cfg(all(feature = "afpacket", target_os = "linux"))]
+pub use afpacket::{
+    AfPacketCapture, AfPacketConfig, AfPacketError, AfPacketSource, AfPacketStats,
+    AfPacketTelemetry, BpfProgram,
+};
 pub use config::Config;
 pub use counters::{Counters, FragmentCounters, Undecodable};
 #[cfg(all(feature = "ebpf", target_os = "linux"))]

@@ -1,15 +1,16 @@
-//! Columnar RequestLog batches: the agent-side [`Encoder`] and the server-side [`GlobalDictionary`] decoder.
+//! Columnar RequestLog batches: format constants and the server-side [`GlobalDictionary`] decoder (the agent-side
+//! encoder is in `encoder.rs`).
 
 use crate::dict::{Dictionary, TagKeyId, TagValueId, KEY_NAMES};
-use crate::store::PersistentDictionary;
-use crate::varint::{put_bytes, put_u64, unzigzag, zigzag, Reader};
-use crate::{DecodeError, EncodeError};
+use crate::varint::{unzigzag, Reader};
+use crate::DecodeError;
 use fathom_model::{L4Protocol, L7Protocol, RequestLog, ResponseStatus, TapSide};
 use hashbrown::HashMap;
-use std::collections::VecDeque;
 
 /// The 4 magic bytes that start every batch.
 pub const MAGIC: [u8; 4] = *b"FATB";
+/// The 4 magic bytes that start every metric batch (`docs/encoding.md`, "Metric batches").
+pub const METRIC_MAGIC: [u8; 4] = *b"FATM";
 /// The batch format version this crate writes and reads.
 pub const VERSION: u8 = 1;
 /// Header length in bytes.
@@ -20,456 +21,40 @@ pub const MAX_ROWS: usize = 1 << 20;
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// Most dictionary entries carried by one batch.
 pub const MAX_ENTRIES: usize = 1 << 20;
-/// Most tags on one row.
+/// Most tags on one row (no longer a format limit: tags are per-key columns and [`MAX_TAG_KEYS`] bounds a
+/// batch; kept for API compatibility).
 pub const MAX_TAGS_PER_ROW: usize = 256;
 /// Most distinct agents a [`GlobalDictionary`] tracks.
 pub const MAX_AGENTS: usize = 1 << 16;
 
-const FLAG_ZSTD: u8 = 1;
+pub(crate) const FLAG_ZSTD: u8 = 1;
 
 // Indices into FIELD_KEYS.
-const F_PROTO: usize = 0;
-const F_VERSION: usize = 1;
-const F_TYPE: usize = 2;
-const F_DOMAIN: usize = 3;
-const F_ENDPOINT: usize = 4;
-const F_STATUS: usize = 5;
-const F_IP: usize = 6;
-const F_L4: usize = 7;
-const F_TAP: usize = 8;
-const F_PROCESS: usize = 9;
-
-/// How dictionary entries are retired from batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMode {
-    /// A batch carries every entry the receiver has not acknowledged ([`Encoder::ack`]); entries of batches
-    /// still in flight are repeated until one of them is acknowledged. Safe over lossy transports.
-    Acknowledged,
-    /// The transport delivers every batch in order (a TCP stream, a file): each entry is sent exactly once.
-    Reliable,
-}
-
-enum DictHandle {
-    Memory(Dictionary),
-    Persistent(PersistentDictionary),
-}
-
-impl DictHandle {
-    fn get(&mut self) -> &mut Dictionary {
-        match self {
-            DictHandle::Memory(d) => d,
-            DictHandle::Persistent(p) => p.dict(),
-        }
-    }
-}
-
-/// Agent side: turns RequestLogs into compact columnar batches.
-///
-/// Low-cardinality fields and every tag value become dictionary ids; timestamps are delta-encoded varints;
-/// repeated ids are run-length encoded; high-cardinality text is deduplicated within the batch. A batch carries
-/// only the dictionary entries its receiver has not acknowledged. Wire format: `docs/encoding.md`.
-pub struct Encoder {
-    dict: DictHandle,
-    agent_id: u64,
-    next_seq: u64,
-    mode: SyncMode,
-    /// Per key: the receiver knows ids `1..=acked[k]`.
-    acked: Vec<u32>,
-    /// Batches sent but not acknowledged: (seq, per-key watermark at send time).
-    in_flight: VecDeque<(u64, Vec<u32>)>,
-    zstd_level: Option<i32>,
-    body: Vec<u8>,
-    col: Vec<u8>,
-}
-
-/// Most unacknowledged batches remembered; older ones are forgotten (their entries will simply be re-sent).
-const MAX_IN_FLIGHT: usize = 1024;
+pub(crate) const F_PROTO: usize = 0;
+pub(crate) const F_VERSION: usize = 1;
+pub(crate) const F_TYPE: usize = 2;
+pub(crate) const F_DOMAIN: usize = 3;
+pub(crate) const F_ENDPOINT: usize = 4;
+pub(crate) const F_STATUS: usize = 5;
+pub(crate) const F_IP: usize = 6;
+pub(crate) const F_L4: usize = 7;
+pub(crate) const F_TAP: usize = 8;
+pub(crate) const F_PROCESS: usize = 9;
 
 /// Most distinct tag keys in one batch.
 pub const MAX_TAG_KEYS: usize = 4096;
 
-/// One cached tag position: consecutive logs usually carry the same keys in the same (sorted) order, and often
-/// the same values, so a memcmp against the previous row replaces most dictionary lookups.
-#[derive(Default)]
-struct TagSlot<'a> {
-    key: &'a str,
-    key_id: u32,
-    column: usize,
-    value: &'a str,
-    value_id: u32,
-}
-
-impl Encoder {
-    /// An encoder with an in-memory dictionary.
-    pub fn new(agent_id: u64, mode: SyncMode) -> Encoder {
-        Encoder::with_handle(DictHandle::Memory(Dictionary::default()), agent_id, mode)
-    }
-
-    /// An encoder whose dictionary persists in `store`: ids stay stable across agent restarts, and new entries
-    /// are made durable before a batch that carries them is returned.
-    pub fn with_store(store: PersistentDictionary, agent_id: u64, mode: SyncMode) -> Encoder {
-        Encoder::with_handle(DictHandle::Persistent(store), agent_id, mode)
-    }
-
-    fn with_handle(dict: DictHandle, agent_id: u64, mode: SyncMode) -> Encoder {
-        Encoder {
-            dict,
-            agent_id,
-            next_seq: 0,
-            mode,
-            acked: Vec::new(),
-            in_flight: VecDeque::new(),
-            zstd_level: None,
-            body: Vec::new(),
-            col: Vec::new(),
-        }
-    }
-
-    /// Compress batch bodies with zstd at `level` (None: no compression).
-    #[cfg(feature = "zstd")]
-    pub fn set_zstd(&mut self, level: Option<i32>) {
-        self.zstd_level = level;
-    }
-
-    /// The dictionary (for query-side translation on the agent, or statistics).
-    pub fn dictionary(&mut self) -> &Dictionary {
-        self.dict.get()
-    }
-
-    /// The receiver has applied batch `seq`: entries it carried are not sent again.
-    pub fn ack(&mut self, seq: u64) {
-        while let Some((s, _)) = self.in_flight.front() {
-            if *s > seq {
-                break;
-            }
-            let Some((s, marks)) = self.in_flight.pop_front() else {
-                break;
-            };
-            if s == seq {
-                merge_marks(&mut self.acked, &marks);
-            }
-        }
-    }
-
-    /// Tell the encoder what a (re)connected receiver already knows: per key id, the highest id it has.
-    pub fn set_acked(&mut self, watermarks: &[u32]) {
-        self.acked = watermarks.to_vec();
-        self.in_flight.clear();
-    }
-
-    /// Encode `logs` as one batch; returns its sequence number and bytes.
-    ///
-    /// # Errors
-    /// [`EncodeError::TooManyRows`] over [`MAX_ROWS`], [`EncodeError::TooLarge`] over [`MAX_BODY_BYTES`],
-    /// [`EncodeError::Store`] when new entries cannot be made durable.
-    pub fn encode(&mut self, logs: &[RequestLog]) -> Result<(u64, Vec<u8>), EncodeError> {
-        if logs.len() > MAX_ROWS {
-            return Err(EncodeError::TooManyRows {
-                rows: logs.len(),
-                max: MAX_ROWS,
-            });
-        }
-        let n = logs.len();
-        // 1. Dictionary ids for every low-cardinality field and tag. Consecutive rows repeat most fields, so each
-        //    column (and each tag position) remembers its previous string and id: a memcmp instead of a hash.
-        let dict = self.dict.get();
-        let fk = Dictionary::field_key;
-        let mut dict_cols: Vec<Vec<u32>> = (0..11).map(|_| Vec::with_capacity(n)).collect();
-        let mut last: [(&str, u32); 11] = [("", 0); 11];
-        // Tags: one column of value ids per key present in the batch (0 = absent on that row).
-        let mut tag_cols: Vec<(u32, Vec<u32>)> = Vec::new();
-        let mut tag_col_of: HashMap<u32, usize> = HashMap::new();
-        let mut tag_slots: Vec<TagSlot<'_>> = Vec::new();
-        for (row, log) in logs.iter().enumerate() {
-            let cols: [(usize, Option<&str>); 11] = [
-                (F_PROTO, Some(log.l7_protocol.as_str())),
-                (F_VERSION, log.version.as_deref()),
-                (F_TYPE, log.request_type.as_deref()),
-                (F_DOMAIN, log.request_domain.as_deref()),
-                (F_ENDPOINT, log.endpoint.as_deref()),
-                (F_STATUS, Some(log.response_status.as_str())),
-                (F_IP, Some(&log.ip_src)),
-                (F_IP, Some(&log.ip_dst)),
-                (F_L4, Some(log.l4_protocol.as_str())),
-                (F_TAP, Some(log.tap_side.as_str())),
-                (F_PROCESS, log.process_name.as_deref()),
-            ];
-            for (c, ((field, value), (last_s, last_id))) in
-                cols.into_iter().zip(last.iter_mut()).enumerate()
-            {
-                let id = match value {
-                    None => 0,
-                    Some(v) if *last_id != 0 && *last_s == v => *last_id,
-                    Some(v) => {
-                        let id = dict.value_id(fk(field), v).0;
-                        *last_s = v;
-                        *last_id = id;
-                        id
-                    }
-                };
-                dict_cols[c].push(id);
-            }
-            for (pos, (k, v)) in log.tags.iter().enumerate() {
-                if tag_slots.len() <= pos {
-                    tag_slots.push(TagSlot::default());
-                }
-                let slot = &mut tag_slots[pos];
-                if slot.key_id == 0 || slot.key != k.as_str() {
-                    slot.key = k;
-                    slot.key_id = dict.key_id(k).0;
-                    slot.column = *tag_col_of.entry(slot.key_id).or_insert_with(|| {
-                        tag_cols.push((slot.key_id, Vec::with_capacity(n)));
-                        tag_cols.len() - 1
-                    });
-                    slot.value_id = 0;
-                }
-                if slot.value_id == 0 || slot.value != v.as_str() {
-                    slot.value_id = dict.value_id(TagKeyId(slot.key_id), v).0;
-                    slot.value = v;
-                }
-                let col = &mut tag_cols[slot.column].1;
-                col.resize(row, 0);
-                col.push(slot.value_id);
-            }
-        }
-        // 2. New entries must be durable before they leave.
-        if let DictHandle::Persistent(p) = &mut self.dict {
-            p.sync()?;
-        }
-        let dict = self.dict.get();
-        let body = &mut self.body;
-        body.clear();
-        // 3. Dictionary entries the receiver lacks: key names first, then values by key.
-        let mut marks = Vec::with_capacity(dict.key_count());
-        let mut count = 0u64;
-        for k in 0..dict.key_count() as u32 {
-            let have = self.acked.get(k as usize).copied().unwrap_or(0);
-            count += u64::from(dict.len(TagKeyId(k)).saturating_sub(have));
-            marks.push(dict.len(TagKeyId(k)));
-        }
-        put_u64(body, count);
-        for k in 0..dict.key_count() as u32 {
-            let have = self.acked.get(k as usize).copied().unwrap_or(0);
-            for e in dict.entries_after(k, have) {
-                put_u64(body, u64::from(e.key));
-                put_u64(body, u64::from(e.id));
-                put_bytes(body, e.value.as_bytes());
-            }
-        }
-        // 4. Columns.
-        put_u64(body, n as u64);
-        let col = &mut self.col;
-        for c in &dict_cols {
-            col.clear();
-            put_runs(col, c.iter().copied());
-            put_bytes(body, col);
-        }
-        col.clear();
-        let mut prev = 0i64;
-        for l in logs {
-            let t = l.start_time_us as i64;
-            put_u64(col, zigzag(t.wrapping_sub(prev)));
-            prev = t;
-        }
-        put_bytes(body, col);
-        col.clear();
-        for l in logs {
-            put_u64(
-                col,
-                zigzag((l.end_time_us as i64).wrapping_sub(l.start_time_us as i64)),
-            );
-        }
-        put_bytes(body, col);
-        put_opt(body, col, logs.iter().map(|l| l.response_duration_us));
-        put_opt(body, col, logs.iter().map(|l| l.request_id));
-        put_opt(body, col, logs.iter().map(|l| l.response_code.map(zigzag)));
-        put_opt(body, col, logs.iter().map(|l| l.req_tcp_seq.map(u64::from)));
-        put_opt(
-            body,
-            col,
-            logs.iter().map(|l| l.resp_tcp_seq.map(u64::from)),
-        );
-        put_opt(body, col, logs.iter().map(|l| l.syscall_trace_id_request));
-        put_opt(body, col, logs.iter().map(|l| l.syscall_trace_id_response));
-        put_opt(body, col, logs.iter().map(|l| l.process_id.map(u64::from)));
-        put_opt(body, col, logs.iter().map(|l| l.thread_id.map(u64::from)));
-        col.clear();
-        for l in logs {
-            put_u64(col, u64::from(l.port_src));
-        }
-        put_bytes(body, col);
-        col.clear();
-        put_runs(col, logs.iter().map(|l| u32::from(l.port_dst)));
-        put_bytes(body, col);
-        col.clear();
-        for l in logs {
-            put_u64(col, l.captured_request_byte);
-            put_u64(col, l.captured_response_byte);
-        }
-        put_bytes(body, col);
-        let texts: [fn(&RequestLog) -> Option<&str>; 8] = [
-            |l| l.request_resource.as_deref(),
-            |l| l.response_exception.as_deref(),
-            |l| l.response_result.as_deref(),
-            |l| l.trace_id.as_deref(),
-            |l| l.span_id.as_deref(),
-            |l| l.parent_span_id.as_deref(),
-            |l| l.x_request_id_0.as_deref(),
-            |l| l.x_request_id_1.as_deref(),
-        ];
-        for f in texts {
-            put_text(body, col, logs.iter().map(f));
-        }
-        col.clear();
-        put_u64(col, tag_cols.len() as u64);
-        for (key, ids) in &mut tag_cols {
-            ids.resize(n, 0);
-            put_u64(col, u64::from(*key));
-            put_runs(col, ids.iter().copied());
-        }
-        put_bytes(body, col);
-
-        if body.len() > MAX_BODY_BYTES {
-            return Err(EncodeError::TooLarge {
-                bytes: body.len(),
-                max: MAX_BODY_BYTES,
-            });
-        }
-        // 5. Header, optional compression, checksum.
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let (flags, wire): (u8, std::borrow::Cow<'_, [u8]>) = match self.zstd_level {
-            #[cfg(feature = "zstd")]
-            Some(level) => (
-                FLAG_ZSTD,
-                zstd::bulk::compress(body, level)
-                    .map_err(|e| EncodeError::Compress(e.to_string()))?
-                    .into(),
-            ),
-            _ => (0, std::borrow::Cow::Borrowed(&body[..])),
-        };
-        let mut out = Vec::with_capacity(HEADER_LEN + wire.len());
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.push(flags);
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&self.agent_id.to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(wire.len() as u32).to_le_bytes());
-        let crc = checksum(&out, &wire);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&wire);
-        match self.mode {
-            SyncMode::Reliable => merge_marks(&mut self.acked, &marks),
-            SyncMode::Acknowledged => {
-                if self.in_flight.len() == MAX_IN_FLIGHT {
-                    self.in_flight.pop_front();
-                }
-                self.in_flight.push_back((seq, marks));
-            }
-        }
-        Ok((seq, out))
-    }
-}
-
 /// CRC32 over the header's first 32 bytes and the body as sent.
-fn checksum(header: &[u8], wire: &[u8]) -> u32 {
+pub(crate) fn checksum(header: &[u8], wire: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&header[..32]);
     h.update(wire);
     h.finalize()
 }
 
-fn merge_marks(acked: &mut Vec<u32>, marks: &[u32]) {
-    if acked.len() < marks.len() {
-        acked.resize(marks.len(), 0);
-    }
-    for (a, &m) in acked.iter_mut().zip(marks) {
-        *a = (*a).max(m);
-    }
-}
-
-/// Run-length encoding: number of runs, then (length, value) pairs.
-fn put_runs(out: &mut Vec<u8>, values: impl Iterator<Item = u32> + Clone) {
-    let mut count = 0u64;
-    let mut prev = None;
-    for v in values.clone() {
-        if prev != Some(v) {
-            count += 1;
-            prev = Some(v);
-        }
-    }
-    put_u64(out, count);
-    let mut run: Option<(u32, u64)> = None;
-    for v in values {
-        match &mut run {
-            Some((last, len)) if *last == v => *len += 1,
-            _ => {
-                if let Some((last, len)) = run {
-                    put_u64(out, len);
-                    put_u64(out, u64::from(last));
-                }
-                run = Some((v, 1));
-            }
-        }
-    }
-    if let Some((last, len)) = run {
-        put_u64(out, len);
-        put_u64(out, u64::from(last));
-    }
-}
-
-/// Optional integers: a presence bitmap, then the present values as varints.
-fn put_opt(
-    body: &mut Vec<u8>,
-    col: &mut Vec<u8>,
-    values: impl Iterator<Item = Option<u64>> + Clone,
-) {
-    col.clear();
-    let n = values.clone().count();
-    let start = col.len();
-    col.resize(start + n.div_ceil(8), 0);
-    for (i, v) in values.clone().enumerate() {
-        if v.is_some() {
-            col[start + i / 8] |= 1 << (i % 8);
-        }
-    }
-    for v in values.flatten() {
-        put_u64(col, v);
-    }
-    put_bytes(body, col);
-}
-
-/// Text deduplicated within the batch: the distinct strings, then per row an index (0 = null) run-length encoded.
-fn put_text<'a>(
-    body: &mut Vec<u8>,
-    col: &mut Vec<u8>,
-    values: impl Iterator<Item = Option<&'a str>>,
-) {
-    col.clear();
-    let mut seen: HashMap<&'a str, u32> = HashMap::new();
-    let mut uniq: Vec<&'a str> = Vec::new();
-    let idx: Vec<u32> = values
-        .map(|v| match v {
-            None => 0,
-            Some(s) => *seen.entry(s).or_insert_with(|| {
-                uniq.push(s);
-                uniq.len() as u32
-            }),
-        })
-        .collect();
-    put_u64(col, uniq.len() as u64);
-    for s in &uniq {
-        put_bytes(col, s.as_bytes());
-    }
-    put_runs(col, idx.iter().copied());
-    put_bytes(body, col);
-}
-
 /// One agent's local → global id mapping on the server.
 #[derive(Debug, Default, Clone)]
-struct AgentMap {
+pub(crate) struct AgentMap {
     /// Local key id → global key id (0 = unknown).
     keys: Vec<u32>,
     /// Per local key: local value id - 1 → global value id.
@@ -481,7 +66,7 @@ struct AgentMap {
 pub struct DecodedBatch {
     /// The sending agent.
     pub agent_id: u64,
-    /// The batch's sequence number (acknowledge it with [`Encoder::ack`] on the agent).
+    /// The batch's sequence number (acknowledge it with [`crate::Encoder::ack`] on the agent).
     pub seq: u64,
     /// Dictionary entries the batch carried.
     pub entries: usize,
@@ -496,8 +81,8 @@ pub struct DecodedBatch {
 /// ([`crate::QueryTranslator`]).
 #[derive(Debug, Default)]
 pub struct GlobalDictionary {
-    dict: Dictionary,
-    agents: HashMap<u64, AgentMap>,
+    pub(crate) dict: Dictionary,
+    pub(crate) agents: HashMap<u64, AgentMap>,
 }
 
 impl GlobalDictionary {
@@ -515,7 +100,7 @@ impl GlobalDictionary {
     }
 
     /// Per local key id, the highest local id known from `agent` (to resume a reconnected agent with
-    /// [`Encoder::set_acked`]).
+    /// [`crate::Encoder::set_acked`]).
     pub fn watermarks(&self, agent: u64) -> Vec<u32> {
         self.agents.get(&agent).map_or_else(Vec::new, |a| {
             let mut w: Vec<u32> = a.values.iter().map(|v| v.len() as u32).collect();
@@ -554,63 +139,7 @@ impl GlobalDictionary {
     /// A [`DecodeError`] naming the offset of the first damage; never panics and never allocates more than the
     /// header's declared (and capped) body size plus what the rows need.
     pub fn decode(&mut self, batch: &[u8]) -> Result<DecodedBatch, DecodeError> {
-        let h = batch.get(..HEADER_LEN).ok_or(DecodeError::Truncated {
-            offset: batch.len(),
-        })?;
-        if h[..4] != MAGIC {
-            return Err(DecodeError::BadMagic);
-        }
-        if h[4] != VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                version: h[4],
-                supported: VERSION,
-            });
-        }
-        let flags = h[5];
-        let le64 = |r: &[u8]| u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]);
-        let le32 = |r: &[u8]| u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
-        let agent_id = le64(&h[8..16]);
-        let seq = le64(&h[16..24]);
-        let raw_len = le32(&h[24..28]) as usize;
-        let wire_len = le32(&h[28..32]) as usize;
-        let crc = le32(&h[32..36]);
-        if raw_len > MAX_BODY_BYTES {
-            return Err(DecodeError::LimitExceeded {
-                offset: 24,
-                what: "body larger than MAX_BODY_BYTES",
-            });
-        }
-        let wire = batch
-            .get(HEADER_LEN..HEADER_LEN + wire_len)
-            .ok_or(DecodeError::Truncated {
-                offset: batch.len(),
-            })?;
-        if batch.len() != HEADER_LEN + wire_len {
-            return Err(DecodeError::BadValue {
-                offset: HEADER_LEN + wire_len,
-                what: "trailing bytes after the body",
-            });
-        }
-        let actual = checksum(&h[..32], wire);
-        if actual != crc {
-            return Err(DecodeError::Checksum {
-                expected: crc,
-                actual,
-            });
-        }
-        let decompressed;
-        let body: &[u8] = if flags & FLAG_ZSTD != 0 {
-            decompressed = decompress(wire, raw_len)?;
-            &decompressed
-        } else {
-            if wire_len != raw_len {
-                return Err(DecodeError::BadValue {
-                    offset: 24,
-                    what: "raw length differs from wire length without compression",
-                });
-            }
-            wire
-        };
+        let (agent_id, seq, body) = open_batch(batch, MAGIC)?;
         if !self.agents.contains_key(&agent_id) && self.agents.len() >= MAX_AGENTS {
             return Err(DecodeError::LimitExceeded {
                 offset: 8,
@@ -618,7 +147,7 @@ impl GlobalDictionary {
             });
         }
         let agent = self.agents.entry(agent_id).or_default();
-        let mut r = Reader::new(body, HEADER_LEN);
+        let mut r = Reader::new(&body, HEADER_LEN);
         let entries = merge_entries(&mut self.dict, agent, &mut r)?;
         let logs = decode_rows(&self.dict, agent, &mut r)?;
         if !r.is_empty() {
@@ -634,6 +163,77 @@ impl GlobalDictionary {
             logs,
         })
     }
+}
+
+/// Check a batch's header and checksum and return its agent id, sequence number and (decompressed) body.
+pub(crate) fn open_batch(
+    batch: &[u8],
+    magic: [u8; 4],
+) -> Result<(u64, u64, std::borrow::Cow<'_, [u8]>), DecodeError> {
+    let h = batch.get(..HEADER_LEN).ok_or(DecodeError::Truncated {
+        offset: batch.len(),
+    })?;
+    if h[..4] != magic {
+        let kind = |m: &[u8]| match m {
+            m if m == MAGIC => Some("request log"),
+            m if m == METRIC_MAGIC => Some("metric"),
+            _ => None,
+        };
+        return Err(match (kind(&h[..4]), kind(&magic)) {
+            (Some(found), Some(expected)) => DecodeError::WrongKind { found, expected },
+            _ => DecodeError::BadMagic,
+        });
+    }
+    if h[4] != VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            version: h[4],
+            supported: VERSION,
+        });
+    }
+    let flags = h[5];
+    let le64 = |r: &[u8]| u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]]);
+    let le32 = |r: &[u8]| u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+    let agent_id = le64(&h[8..16]);
+    let seq = le64(&h[16..24]);
+    let raw_len = le32(&h[24..28]) as usize;
+    let wire_len = le32(&h[28..32]) as usize;
+    let crc = le32(&h[32..36]);
+    if raw_len > MAX_BODY_BYTES {
+        return Err(DecodeError::LimitExceeded {
+            offset: 24,
+            what: "body larger than MAX_BODY_BYTES",
+        });
+    }
+    let wire = batch
+        .get(HEADER_LEN..HEADER_LEN + wire_len)
+        .ok_or(DecodeError::Truncated {
+            offset: batch.len(),
+        })?;
+    if batch.len() != HEADER_LEN + wire_len {
+        return Err(DecodeError::BadValue {
+            offset: HEADER_LEN + wire_len,
+            what: "trailing bytes after the body",
+        });
+    }
+    let actual = checksum(&h[..32], wire);
+    if actual != crc {
+        return Err(DecodeError::Checksum {
+            expected: crc,
+            actual,
+        });
+    }
+    let body: std::borrow::Cow<'_, [u8]> = if flags & FLAG_ZSTD != 0 {
+        decompress(wire, raw_len)?.into()
+    } else {
+        if wire_len != raw_len {
+            return Err(DecodeError::BadValue {
+                offset: 24,
+                what: "raw length differs from wire length without compression",
+            });
+        }
+        wire.into()
+    };
+    Ok((agent_id, seq, body))
 }
 
 #[cfg(feature = "zstd")]
@@ -656,7 +256,7 @@ fn decompress(_wire: &[u8], _raw_len: usize) -> Result<Vec<u8>, DecodeError> {
     ))
 }
 
-fn merge_entries(
+pub(crate) fn merge_entries(
     dict: &mut Dictionary,
     agent: &mut AgentMap,
     r: &mut Reader<'_>,
@@ -718,13 +318,13 @@ fn merge_entries(
 }
 
 /// Reads columns back; every count is checked against the row count.
-struct Cols<'a, 'b> {
-    r: &'b mut Reader<'a>,
-    rows: usize,
+pub(crate) struct Cols<'a, 'b> {
+    pub(crate) r: &'b mut Reader<'a>,
+    pub(crate) rows: usize,
 }
 
 impl<'a> Cols<'a, '_> {
-    fn column(&mut self) -> Result<Reader<'a>, DecodeError> {
+    pub(crate) fn column(&mut self) -> Result<Reader<'a>, DecodeError> {
         let at = self.r.offset();
         let bytes = self.r.bytes()?;
         Ok(Reader::new(
@@ -733,7 +333,7 @@ impl<'a> Cols<'a, '_> {
         ))
     }
 
-    fn runs(&self, c: &mut Reader<'a>) -> Result<Vec<u32>, DecodeError> {
+    pub(crate) fn runs(&self, c: &mut Reader<'a>) -> Result<Vec<u32>, DecodeError> {
         let nruns = c.count(self.rows, "more runs than rows")?;
         let mut out = Vec::with_capacity(self.rows);
         for _ in 0..nruns {
@@ -757,14 +357,14 @@ impl<'a> Cols<'a, '_> {
         Ok(out)
     }
 
-    fn run_column(&mut self) -> Result<Vec<u32>, DecodeError> {
+    pub(crate) fn run_column(&mut self) -> Result<Vec<u32>, DecodeError> {
         let mut c = self.column()?;
         let v = self.runs(&mut c)?;
         end(&c)?;
         Ok(v)
     }
 
-    fn plain(&mut self, per_row: usize) -> Result<Vec<u64>, DecodeError> {
+    pub(crate) fn plain(&mut self, per_row: usize) -> Result<Vec<u64>, DecodeError> {
         let mut c = self.column()?;
         let n = self.rows * per_row;
         let mut out = Vec::with_capacity(n.min(c.remaining()));
@@ -775,7 +375,7 @@ impl<'a> Cols<'a, '_> {
         Ok(out)
     }
 
-    fn opt(&mut self) -> Result<Vec<Option<u64>>, DecodeError> {
+    pub(crate) fn opt(&mut self) -> Result<Vec<Option<u64>>, DecodeError> {
         let mut c = self.column()?;
         let bitmap = c.take(self.rows.div_ceil(8))?;
         let mut out = Vec::with_capacity(self.rows);
@@ -812,7 +412,7 @@ impl<'a> Cols<'a, '_> {
     }
 }
 
-fn end(c: &Reader<'_>) -> Result<(), DecodeError> {
+pub(crate) fn end(c: &Reader<'_>) -> Result<(), DecodeError> {
     if c.is_empty() {
         Ok(())
     } else {
@@ -988,7 +588,7 @@ fn resolve_key<'d>(
         })
 }
 
-fn resolve(
+pub(crate) fn resolve(
     dict: &Dictionary,
     agent: &AgentMap,
     k: u32,

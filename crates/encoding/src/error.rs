@@ -15,6 +15,14 @@ pub enum DecodeError {
     /// The magic bytes are not `FATB`.
     #[error("not a Fathom batch (bad magic at offset 0)")]
     BadMagic,
+    /// A valid batch of the other kind (a metric batch given to the log decoder, or the reverse).
+    #[error("this is a {found} batch, not a {expected} batch")]
+    WrongKind {
+        /// The batch's kind.
+        found: &'static str,
+        /// The kind this decoder reads.
+        expected: &'static str,
+    },
     /// A version this decoder does not know.
     #[error("unsupported batch version {version} (this decoder reads version {supported})")]
     UnsupportedVersion {
@@ -90,6 +98,30 @@ pub enum EncodeError {
     /// More rows than [`crate::MAX_ROWS`].
     #[error("batch of {rows} rows exceeds the limit of {max}")]
     TooManyRows {
+        /// Rows given.
+        rows: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More distinct tag keys in one batch than [`crate::MAX_TAG_KEYS`] (the decoder would refuse it).
+    #[error("batch has {keys} distinct tag keys, over the limit of {max}")]
+    TooManyTagKeys {
+        /// Distinct keys.
+        keys: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Pre-interned tag sets that do not fit the logs given with them.
+    #[error("tag sets at row {row}: {what}")]
+    TagSets {
+        /// The first row concerned.
+        row: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A metric batch with more RED or L4 rows than [`crate::MAX_ROWS`].
+    #[error("metric batch of {rows} rows exceeds the limit of {max}")]
+    TooManyMetricRows {
         /// Rows given.
         rows: usize,
         /// The limit.

@@ -34,6 +34,22 @@ pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// Bytes [`put_u64`] writes for `v`.
+#[inline]
+pub const fn varint_len(v: u64) -> usize {
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Append a length-prefixed column whose content is the varint `head` followed by `tail` (without building the
+/// concatenation first).
+#[inline]
+pub fn put_column(out: &mut Vec<u8>, head: u64, tail: &[u8]) {
+    put_u64(out, (varint_len(head) + tail.len()) as u64);
+    put_u64(out, head);
+    out.extend_from_slice(tail);
+}
+
 /// A cursor over untrusted bytes: every read is bounds-checked and reports the offset of the failure.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -157,6 +173,9 @@ mod tests {
             prop_assert_eq!(r.u64().unwrap(), v);
             prop_assert_eq!(unzigzag(r.u64().unwrap()), s);
             prop_assert!(r.is_empty());
+            let mut one = Vec::new();
+            put_u64(&mut one, v);
+            prop_assert_eq!(one.len(), varint_len(v));
         }
     }
 

@@ -2,7 +2,7 @@
 
 use crate::l4::{L4Cell, L4Key, L4KeyRef, L4Row, L4Totals};
 use crate::red::{MetricRow, RedCell, RedKeyRef, RedTotals};
-use crate::sketch::DEFAULT_SCALE;
+use crate::sketch::{LatencySketch, DEFAULT_SCALE};
 use crate::table::{Table, SEC_US};
 use fathom_model::{FlowRecord, L4Protocol, RequestLog};
 
@@ -18,6 +18,9 @@ pub struct Config {
     pub max_l4_series: usize,
     /// Latency sketch scale (`γ = 2^(2^-scale)`), at most [`crate::sketch::MAX_SCALE`].
     pub sketch_scale: u8,
+    /// Hand out each closed window's sketch with its row ([`Closed::latency`], [`Closed::rtt`]), e.g. to ship it
+    /// to a server that merges windows; off by default (it clones one sketch per row).
+    pub keep_sketches: bool,
     /// How long after its end a window is closed by [`Aggregator::advance`] (lets late records in).
     pub grace_us: u64,
     /// A series with no record for this long (and no open window) is forgotten, freeing its place under the cap.
@@ -42,6 +45,7 @@ impl Default for Config {
             max_series: Config::DEFAULT_MAX_SERIES,
             max_l4_series: Config::DEFAULT_MAX_L4_SERIES,
             sketch_scale: DEFAULT_SCALE,
+            keep_sketches: false,
             grace_us: Config::DEFAULT_GRACE_US,
             idle_evict_us: Config::DEFAULT_IDLE_EVICT_US,
         }
@@ -55,6 +59,12 @@ pub struct Closed {
     pub rows: Vec<MetricRow>,
     /// L4 rows, sorted by window start, window length, transport, server.
     pub l4_rows: Vec<L4Row>,
+    /// With [`Config::keep_sketches`]: the latency sketch of each RED row's window (parallel to `rows`);
+    /// otherwise empty.
+    pub latency: Vec<LatencySketch>,
+    /// With [`Config::keep_sketches`]: the RTT sketch of each L4 row's window (parallel to `l4_rows`);
+    /// otherwise empty.
+    pub rtt: Vec<LatencySketch>,
 }
 
 impl Closed {
@@ -152,9 +162,13 @@ impl Aggregator {
     /// An empty aggregator.
     pub fn new(config: Config) -> Aggregator {
         let scale = config.sketch_scale.min(crate::sketch::MAX_SCALE);
+        let mut red = Table::new(config.max_series, scale);
+        let mut l4 = Table::new(config.max_l4_series, scale);
+        red.keep_sketches = config.keep_sketches;
+        l4.keep_sketches = config.keep_sketches;
         Aggregator {
-            red: Table::new(config.max_series, scale),
-            l4: Table::new(config.max_l4_series, scale),
+            red,
+            l4,
             config,
             closed_until: 0,
             next_close_us: 0,
@@ -231,7 +245,7 @@ impl Aggregator {
 
     fn take(&mut self) -> Closed {
         let mut rows = std::mem::take(&mut self.red.pending);
-        rows.sort_by(|a, b| {
+        rows.sort_by(|(a, _), (b, _)| {
             (
                 a.window_start_us,
                 a.window_s,
@@ -248,7 +262,7 @@ impl Aggregator {
                 ))
         });
         let mut l4_rows = std::mem::take(&mut self.l4.pending);
-        l4_rows.sort_by(|a, b| {
+        l4_rows.sort_by(|(a, _), (b, _)| {
             (a.window_start_us, a.window_s, a.l4_protocol, &a.server).cmp(&(
                 b.window_start_us,
                 b.window_s,
@@ -256,7 +270,15 @@ impl Aggregator {
                 &b.server,
             ))
         });
-        Closed { rows, l4_rows }
+        let (rows, latency): (Vec<MetricRow>, Vec<Option<LatencySketch>>) =
+            rows.into_iter().unzip();
+        let (l4_rows, rtt): (Vec<L4Row>, Vec<Option<LatencySketch>>) = l4_rows.into_iter().unzip();
+        Closed {
+            rows,
+            l4_rows,
+            latency: latency.into_iter().flatten().collect(),
+            rtt: rtt.into_iter().flatten().collect(),
+        }
     }
 
     /// The aggregator's counters.

@@ -291,4 +291,8 @@ impl Cell for L4Cell {
             t.last_minute_rtt_us = Some([a, b, c, d]);
         }
     }
+
+    fn sketch(&self) -> &LatencySketch {
+        &self.rtt
+    }
 }

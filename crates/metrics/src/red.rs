@@ -408,6 +408,10 @@ impl Cell for RedCell {
             t.last_minute_latency_us = Some([p50, p90, p99, max]);
         }
     }
+
+    fn sketch(&self) -> &LatencySketch {
+        &self.latency
+    }
 }
 
 #[cfg(test)]

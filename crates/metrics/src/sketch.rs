@@ -100,6 +100,9 @@ impl PartialEq for LatencySketch {
     }
 }
 
+/// The comparison above compares integers only, so it is an equivalence.
+impl Eq for LatencySketch {}
+
 impl LatencySketch {
     /// An empty sketch at `scale` (clamped to [`MAX_SCALE`]).
     pub fn new(scale: u8) -> LatencySketch {
@@ -113,6 +116,59 @@ impl LatencySketch {
             min: u64::MAX,
             max: 0,
         }
+    }
+
+    /// A sketch rebuilt from its parts, as [`LatencySketch::buckets`] and the statistics accessors give them
+    /// (for decoders of serialised sketches; `min` and `max` are ignored when `count` is 0).
+    ///
+    /// Returns `None` when the parts are inconsistent, so that a rebuilt sketch keeps every invariant the
+    /// methods rely on: `scale` over [`MAX_SCALE`], a bucket index outside the range values `1..=u64::MAX` can
+    /// reach (`-1..=64·2^scale`) or not strictly ascending, a zero bucket count, `count` smaller than `zero`
+    /// plus the bucket counts, an empty sketch with values, or `min > max`.
+    pub fn from_parts(
+        scale: u8,
+        zero: u64,
+        count: u64,
+        sum: u64,
+        min: u64,
+        max: u64,
+        buckets: &[(i32, u32)],
+    ) -> Option<LatencySketch> {
+        if scale > MAX_SCALE {
+            return None;
+        }
+        let top = 64i32 << scale;
+        let mut total = zero;
+        let mut prev: Option<i32> = None;
+        for &(i, c) in buckets {
+            if i < -1 || i > top || c == 0 || prev.is_some_and(|p| i <= p) {
+                return None;
+            }
+            prev = Some(i);
+            total = total.checked_add(u64::from(c))?;
+        }
+        let mut s = LatencySketch::new(scale);
+        if count == 0 {
+            return (total == 0).then_some(s);
+        }
+        if total > count || min > max {
+            return None;
+        }
+        if let (Some(&(first, _)), Some(&(last, _))) = (buckets.first(), buckets.last()) {
+            s.offset = first;
+            s.counts = vec![0; (last - first) as usize + 1];
+            for &(i, c) in buckets {
+                if let Some(slot) = s.counts.get_mut((i - first) as usize) {
+                    *slot = c;
+                }
+            }
+        }
+        s.zero = zero;
+        s.count = count;
+        s.sum = sum;
+        s.min = min;
+        s.max = max;
+        Some(s)
     }
 
     /// The scale (`γ = 2^(2^-scale)`).
@@ -331,6 +387,31 @@ impl LatencySketch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_parts_rebuilds_and_rejects() {
+        let mut s = LatencySketch::new(5);
+        for v in [0, 1, 7, 250, 250, 9_000, u64::MAX] {
+            s.add(v);
+        }
+        let b: Vec<_> = s.buckets().collect();
+        let r = LatencySketch::from_parts(5, s.zero_count(), s.count(), s.sum(), 0, u64::MAX, &b)
+            .unwrap();
+        assert_eq!(r, s);
+        assert_eq!(r.quantile_us(0.5), s.quantile_us(0.5));
+        assert_eq!(
+            LatencySketch::from_parts(5, 0, 0, 0, 9, 1, &[]).unwrap(),
+            LatencySketch::new(5)
+        );
+        assert!(LatencySketch::from_parts(7, 0, 1, 1, 1, 1, &[(0, 1)]).is_none());
+        assert!(LatencySketch::from_parts(5, 0, 1, 1, 2, 1, &[(0, 1)]).is_none());
+        assert!(LatencySketch::from_parts(5, 0, 1, 1, 1, 1, &[(-2, 1)]).is_none());
+        assert!(LatencySketch::from_parts(5, 0, 1, 1, 1, 1, &[((64 << 5) + 1, 1)]).is_none());
+        assert!(LatencySketch::from_parts(5, 0, 2, 1, 1, 1, &[(3, 1), (3, 1)]).is_none());
+        assert!(LatencySketch::from_parts(5, 0, 1, 1, 1, 1, &[(3, 1), (4, 1)]).is_none());
+        assert!(LatencySketch::from_parts(5, 0, 0, 0, 0, 0, &[(3, 1)]).is_none());
+        assert!(LatencySketch::from_parts(5, 0, 1, 1, 1, 1, &[(3, 0)]).is_none());
+    }
 
     #[test]
     fn powers_of_two_sit_on_upper_bucket_bounds() {

@@ -5,6 +5,7 @@
 //! slots, and an update of the slot's open 1 s cell. Keys are turned into owned strings only when a series is
 //! created; rows are built only when a window closes.
 
+use crate::sketch::LatencySketch;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::{BuildHasher, Hash};
 
@@ -52,6 +53,8 @@ pub(crate) trait Cell: Sized {
     fn add_second(&self, totals: &mut Self::Totals);
     /// Record a closed 1 min cell in the totals (e.g. its quantiles).
     fn close_minute(&self, totals: &mut Self::Totals);
+    /// The cell's sketch (latency or RTT), handed out with closed rows when asked for.
+    fn sketch(&self) -> &LatencySketch;
 }
 
 /// What the hot path touches: the key, the open 1 s cell.
@@ -90,7 +93,9 @@ pub(crate) struct Table<C: Cell> {
     live: usize,
     cap: usize,
     scale: u8,
-    pub(crate) pending: Vec<C::Row>,
+    /// Rows of closed windows, with their sketches when `keep_sketches`.
+    pub(crate) pending: Vec<(C::Row, Option<LatencySketch>)>,
+    pub(crate) keep_sketches: bool,
     pub(crate) stats: TableStats,
 }
 
@@ -106,6 +111,7 @@ impl<C: Cell> Table<C> {
             cap,
             scale,
             pending: Vec::new(),
+            keep_sketches: false,
             stats: TableStats::default(),
         }
     }
@@ -217,7 +223,7 @@ impl<C: Cell> Table<C> {
             slot.sec_start = bucket;
         } else if bucket > slot.sec_start {
             // This series moved on to a later second: its open second is complete.
-            roll_second(slot, cold, &mut self.pending);
+            roll_second(slot, cold, &mut self.pending, self.keep_sketches);
             slot.sec_start = bucket;
         } else if bucket < slot.sec_start {
             // Older than this series' open second (out of order): count it in the open second.
@@ -234,10 +240,10 @@ impl<C: Cell> Table<C> {
         for (maybe, cold) in self.slots.iter_mut().zip(self.cold.iter_mut()) {
             let Some(slot) = maybe else { continue };
             if !slot.sec.is_empty() && slot.sec_start + SEC_US <= until_us {
-                roll_second(slot, cold, &mut self.pending);
+                roll_second(slot, cold, &mut self.pending, self.keep_sketches);
             }
             if !cold.min.is_empty() && cold.min_start + MIN_US <= until_us {
-                close_minute(&slot.key, cold, &mut self.pending);
+                close_minute(&slot.key, cold, &mut self.pending, self.keep_sketches);
             }
         }
         self.evict(evict_before_us);
@@ -248,10 +254,10 @@ impl<C: Cell> Table<C> {
         for (maybe, cold) in self.slots.iter_mut().zip(self.cold.iter_mut()) {
             let Some(slot) = maybe else { continue };
             if !slot.sec.is_empty() {
-                roll_second(slot, cold, &mut self.pending);
+                roll_second(slot, cold, &mut self.pending, self.keep_sketches);
             }
             if !cold.min.is_empty() {
-                close_minute(&slot.key, cold, &mut self.pending);
+                close_minute(&slot.key, cold, &mut self.pending, self.keep_sketches);
             }
         }
     }
@@ -287,22 +293,30 @@ impl<C: Cell> Table<C> {
 
 /// Close `slot`'s 1 s cell: emit its row, fold it into the 1 min cell (closing that first if it belongs to an
 /// earlier minute) and into the totals.
-fn roll_second<C: Cell>(slot: &mut Slot<C>, cold: &mut Cold<C>, out: &mut Vec<C::Row>) {
+type Pending<C> = Vec<(<C as Cell>::Row, Option<LatencySketch>)>;
+
+fn roll_second<C: Cell>(slot: &mut Slot<C>, cold: &mut Cold<C>, out: &mut Pending<C>, keep: bool) {
     let minute = slot.sec_start - slot.sec_start % MIN_US;
     if !cold.min.is_empty() && cold.min_start != minute {
-        close_minute(&slot.key, cold, out);
+        close_minute(&slot.key, cold, out, keep);
     }
     if cold.min.is_empty() {
         cold.min_start = minute;
     }
-    out.push(slot.sec.to_row(&slot.key, slot.sec_start, 1));
+    out.push((
+        slot.sec.to_row(&slot.key, slot.sec_start, 1),
+        keep.then(|| slot.sec.sketch().clone()),
+    ));
     cold.min.merge_from(&slot.sec);
     slot.sec.add_second(&mut cold.totals);
     slot.sec.clear();
 }
 
-fn close_minute<C: Cell>(key: &C::Key, cold: &mut Cold<C>, out: &mut Vec<C::Row>) {
-    out.push(cold.min.to_row(key, cold.min_start, 60));
+fn close_minute<C: Cell>(key: &C::Key, cold: &mut Cold<C>, out: &mut Pending<C>, keep: bool) {
+    out.push((
+        cold.min.to_row(key, cold.min_start, 60),
+        keep.then(|| cold.min.sketch().clone()),
+    ));
     cold.min.close_minute(&mut cold.totals);
     cold.min.clear();
 }

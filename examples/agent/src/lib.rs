@@ -35,6 +35,9 @@ pub struct PipelineStats {
     pub logs: u64,
     /// Bytes of capture input read.
     pub input_bytes: u64,
+    /// AF_PACKET ring counters (kernel drops, outgoing copies skipped ...), with `--iface`.
+    #[cfg(all(feature = "afpacket", target_os = "linux"))]
+    pub afpacket: Option<fathom_capture::AfPacketStats>,
 }
 
 /// A pipeline run that stopped at damaged input. Everything before the damage was delivered.
@@ -290,6 +293,49 @@ pub fn run_ebpf(
     Ok(stats)
 }
 
+/// Run the pipeline on live packets from a network interface (feature `afpacket`): an AF_PACKET `TPACKET_V3`
+/// ring per capture thread ([`fathom_capture::AfPacketConfig::threads`], one fanout group), each thread with its
+/// own flow table, until the capture stops (after `config.run_for`, or never). The returned stats carry the
+/// ring counters in [`PipelineStats::afpacket`].
+///
+/// # Errors
+/// When the capture cannot start (invalid settings, unknown interface, no permission; the error says which), or
+/// a ring cannot be read.
+#[cfg(all(feature = "afpacket", target_os = "linux"))]
+pub fn run_iface(
+    config: &fathom_capture::AfPacketConfig,
+    options: &RunOptions,
+    out: impl FnMut(Output<'_>),
+) -> anyhow::Result<PipelineStats> {
+    let source = fathom_capture::AfPacketCapture::start(config, &options.capture)
+        .with_context(|| format!("cannot capture on interface `{}`", config.iface))?;
+    tracing::info!(
+        iface = %config.iface,
+        threads = config.threads,
+        link_type = source.link_type().0,
+        "AF_PACKET capture started."
+    );
+    let telemetry = source.telemetry();
+    let result = run_source(source, options, out);
+    let ring = telemetry.snapshot();
+    if ring.kernel_drops > 0 {
+        tracing::warn!(
+            drops = ring.kernel_drops,
+            "AF_PACKET ring was full: the kernel dropped packets."
+        );
+    }
+    match result {
+        Ok(mut stats) => {
+            stats.afpacket = Some(ring);
+            Ok(stats)
+        }
+        Err(mut damaged) => {
+            damaged.stats.afpacket = Some(ring);
+            Err(damaged.into())
+        }
+    }
+}
+
 /// All request logs of a capture file, with the pipeline's counters.
 ///
 /// Runs exactly the pipeline of `fathom-agent --pcap FILE --json logs` (default limits, built-in parsers);
@@ -508,6 +554,14 @@ impl Summary {
             "  tcp: retransmissions {}, out of order {}, ooo overflows {}, lost bytes {}",
             c.tcp_retransmissions, c.tcp_out_of_order, c.tcp_ooo_overflows, c.tcp_lost_bytes
         );
+        #[cfg(all(feature = "afpacket", target_os = "linux"))]
+        if let Some(r) = &stats.afpacket {
+            let _ = writeln!(
+                s,
+                "  af_packet: packets {}, bytes {}, kernel drops {}, ring freezes {}, outgoing copies skipped {}, truncated {}, malformed blocks {}",
+                r.packets, r.bytes, r.kernel_drops, r.kernel_freezes, r.outgoing_skipped, r.truncated, r.malformed_blocks
+            );
+        }
         let e = &stats.engine;
         let _ = writeln!(s, "\nEngine counters:");
         let _ = writeln!(

@@ -37,6 +37,12 @@ struct Cli {
     /// Capture live on this interface (AF_PACKET).
     #[arg(long, value_name = "IFACE", conflicts_with = "ebpf")]
     iface: Option<String>,
+    /// With --iface: capture threads, one AF_PACKET socket each in one fanout (hash) group.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "iface")]
+    capture_threads: usize,
+    /// With --iface: classic BPF filter, as printed by `tcpdump -i IFACE -ddd 'EXPR'`.
+    #[arg(long, value_name = "FILE", requires = "iface")]
+    bpf_filter_file: Option<PathBuf>,
     /// Capture socket data with eBPF.
     #[arg(long)]
     ebpf: bool,
@@ -74,8 +80,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    #[cfg(not(feature = "afpacket"))]
     if cli.iface.is_some() {
-        return unsupported("--iface (live AF_PACKET capture)");
+        return unsupported("--iface (this build lacks the `afpacket` feature)");
     }
     #[cfg(not(feature = "ebpf"))]
     if cli.ebpf {
@@ -85,7 +92,7 @@ fn main() -> ExitCode {
         (cli.tags.is_some(), "--tags"),
         (cli.server.is_some(), "--server"),
         (
-            cli.duration.is_some() && cli.prometheus.is_none() && !cli.ebpf,
+            cli.duration.is_some() && cli.prometheus.is_none() && !cli.ebpf && cli.iface.is_none(),
             "--duration",
         ),
     ] {
@@ -103,6 +110,14 @@ fn main() -> ExitCode {
             run_for: cli.duration.map(std::time::Duration::from_secs),
             ..fathom_capture::EbpfConfig::default()
         }),
+        #[cfg(feature = "afpacket")]
+        (None, false) if cli.iface.is_some() => match iface_config(&cli) {
+            Ok(c) => Input::Iface(c),
+            Err(e) => {
+                eprintln!("fathom-agent: error: {e}");
+                return ExitCode::from(2);
+            }
+        },
         _ => {
             eprintln!(
                 "fathom-agent: error: one of --pcap FILE, --iface IFACE or --ebpf is required"
@@ -131,6 +146,22 @@ fn main() -> ExitCode {
         std::thread::sleep(std::time::Duration::from_secs(secs));
     }
     code
+}
+
+/// The AF_PACKET settings of `--iface IFACE [--duration SECS] [--capture-threads N] [--bpf-filter-file FILE]`.
+#[cfg(feature = "afpacket")]
+fn iface_config(cli: &Cli) -> Result<fathom_capture::AfPacketConfig, String> {
+    let mut c = fathom_capture::AfPacketConfig::new(cli.iface.clone().unwrap_or_default());
+    c.threads = cli.capture_threads;
+    c.run_for = cli.duration.map(std::time::Duration::from_secs);
+    if let Some(path) = &cli.bpf_filter_file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let program = fathom_capture::BpfProgram::parse_ddd(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        c.filter = Some(program);
+    }
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
 }
 
 /// Load the `--plugin` WASM modules (one shared wasmtime engine); they are probed after the built-in parsers.
@@ -206,6 +237,9 @@ enum Input {
     /// Live socket data from eBPF.
     #[cfg(feature = "ebpf")]
     Ebpf(fathom_capture::EbpfConfig),
+    /// Live packets from an interface (AF_PACKET).
+    #[cfg(feature = "afpacket")]
+    Iface(fathom_capture::AfPacketConfig),
 }
 
 impl Input {
@@ -214,6 +248,8 @@ impl Input {
             Input::Pcap(p) => p.display().to_string(),
             #[cfg(feature = "ebpf")]
             Input::Ebpf(_) => "--ebpf".to_owned(),
+            #[cfg(feature = "afpacket")]
+            Input::Iface(c) => format!("--iface {}", c.iface),
         }
     }
 }
@@ -232,6 +268,8 @@ fn run_file(
         Input::Pcap(path) => progress_bar(path),
         #[cfg(feature = "ebpf")]
         Input::Ebpf(_) => None,
+        #[cfg(feature = "afpacket")]
+        Input::Iface(_) => None,
     };
     let options = RunOptions {
         progress: bar.as_ref().map(|(_, p)| p.clone()),
@@ -282,6 +320,8 @@ fn run_file(
         Input::Pcap(path) => run_pcap(path, &options, sink),
         #[cfg(feature = "ebpf")]
         Input::Ebpf(config) => fathom_agent::run_ebpf(config.clone(), &options, sink),
+        #[cfg(feature = "afpacket")]
+        Input::Iface(config) => fathom_agent::run_iface(config, &options, sink),
     };
     if let Some((bar, _)) = &bar {
         bar.finish_and_clear();

@@ -141,3 +141,75 @@ pub fn make_logs(n: usize, seed: u64) -> Vec<RequestLog> {
         })
         .collect()
 }
+
+/// The logs without their string tags, and one pre-interned [`fathom_encoding::TagSet`] per log, interned once
+/// per distinct tag map (as a tagger would once per flow) and shared by every log that carries it.
+pub fn split_tags(
+    enc: &mut fathom_encoding::Encoder,
+    logs: &[RequestLog],
+) -> (Vec<RequestLog>, Vec<fathom_encoding::TagSet>) {
+    let mut by_map: std::collections::HashMap<BTreeMap<String, String>, fathom_encoding::TagSet> =
+        std::collections::HashMap::new();
+    let mut bare = Vec::with_capacity(logs.len());
+    let mut sets = Vec::with_capacity(logs.len());
+    for l in logs {
+        let mut b = l.clone();
+        let tags = std::mem::take(&mut b.tags);
+        let set = by_map
+            .entry(tags)
+            .or_insert_with_key(|t| enc.tag_set(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+            .clone();
+        bare.push(b);
+        sets.push(set);
+    }
+    (bare, sets)
+}
+
+/// AutoMetrics of `n` generated logs spread over `secs` seconds (and one flow record per 8 logs), from the real
+/// aggregator with its sketches kept: 1 s and 1 min RED and L4 rows.
+#[cfg(feature = "metrics")]
+pub fn make_metrics(n: usize, secs: u64, seed: u64) -> fathom_encoding::MetricBatch {
+    use fathom_metrics::{Aggregator, Config};
+    use fathom_model::{CloseType, FlowKey, FlowRecord, L4Protocol};
+    let mut agg = Aggregator::new(Config {
+        keep_sketches: true,
+        ..Config::default()
+    });
+    let mut logs = make_logs(n, seed);
+    let t0 = logs.first().map_or(0, |l| l.start_time_us);
+    let step = secs * 1_000_000 / n as u64;
+    let mut closed = fathom_encoding::MetricBatch::default();
+    for (i, l) in logs.iter_mut().enumerate() {
+        let dur = l.end_time_us - l.start_time_us;
+        l.start_time_us = t0 + i as u64 * step;
+        l.end_time_us = l.start_time_us + dur;
+        agg.observe_log(l);
+        if i % 8 == 0 {
+            let key = FlowKey {
+                ip_src: l.ip_src.parse().unwrap_or([0, 0, 0, 0].into()),
+                ip_dst: l.ip_dst.parse().unwrap_or([0, 0, 0, 0].into()),
+                port_src: l.port_src,
+                port_dst: l.port_dst,
+                l4_protocol: L4Protocol::Tcp,
+            };
+            let mut f = FlowRecord::new(&key, l.start_time_us);
+            f.end_time_us = l.end_time_us;
+            f.packet_tx = 4 + (l.captured_request_byte % 7);
+            f.packet_rx = 4 + (l.captured_response_byte % 9);
+            f.byte_tx = 300 + l.captured_request_byte;
+            f.byte_rx = 300 + l.captured_response_byte;
+            f.rtt_us = Some(30 + dur % 400);
+            f.close_type = CloseType::Fin;
+            agg.observe_flow(&f);
+        }
+        if i % 1000 == 999 {
+            let c = fathom_encoding::MetricBatch::from(agg.advance(l.end_time_us));
+            closed.red.extend(c.red);
+            closed.l4.extend(c.l4);
+        }
+    }
+    let c = fathom_encoding::MetricBatch::from(agg.flush());
+    closed.red.extend(c.red);
+    closed.l4.extend(c.l4);
+    closed
+}
