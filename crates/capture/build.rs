@@ -13,7 +13,11 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_EBPF").is_none() {
         return;
     }
-    for f in ["bpf/sock_trace.bpf.c", "bpf/sock_event.h"] {
+    for f in [
+        "bpf/sock_trace.bpf.c",
+        "bpf/sock_event.h",
+        "bpf/ssl_trace.h",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     for v in ["FATHOM_BPFTOOL", "FATHOM_CLANG", "FATHOM_BTF"] {

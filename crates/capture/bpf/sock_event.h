@@ -22,6 +22,11 @@
 #define FATHOM_SYS_READV 6
 #define FATHOM_SYS_SENDMSG 7
 #define FATHOM_SYS_RECVMSG 8
+#define FATHOM_SYS_SSL_WRITE 32 /* OpenSSL SSL_write/SSL_write_ex (bpf/ssl_trace.h) */
+#define FATHOM_SYS_SSL_READ 33  /* OpenSSL SSL_read/SSL_read_ex */
+
+/* flags */
+#define FATHOM_FLAG_TLS 2 /* data is TLS plaintext from a library hook (not a syscall) */
 
 struct fathom_sock_event {
 	__u64 ts_enter_ns; /* bpf_ktime_get_ns() at syscall entry (CLOCK_MONOTONIC) */
@@ -34,7 +39,7 @@ struct fathom_sock_event {
 	__u8 kind;      /* FATHOM_KIND_* */
 	__u8 family;    /* AF_INET (2) or AF_INET6 (10) */
 	__u8 syscall;   /* FATHOM_SYS_* */
-	__u8 pad0;
+	__u8 flags; /* FATHOM_FLAG_* */
 	__u16 lport; /* local port, host order */
 	__u16 rport; /* remote port, host order */
 	__u8 laddr[16]; /* local address (first 4 bytes for AF_INET), network order */

@@ -74,6 +74,8 @@ static __always_inline int traced(__u64 pid_tgid)
 	return (__u32)(pid_tgid >> 32) != self_pid;
 }
 
+#include "ssl_trace.h" /* OpenSSL uprobes: ssl_syscall_enter/ssl_syscall_is_ciphertext below */
+
 static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u32 syscall)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -82,6 +84,7 @@ static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u32 sys
 	struct args a = {
 		.buf = buf, .iovcnt = iovcnt, .ts = bpf_ktime_get_ns(), .fd = (__u32)fd, .syscall = syscall};
 	bpf_map_update_elem(&active, &id, &a, BPF_ANY);
+	ssl_syscall_enter(id, (__u32)fd);
 	return 0;
 }
 
@@ -146,7 +149,7 @@ static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, s
 	e->pid = (__u32)(id >> 32);
 	e->tid = (__u32)id;
 	e->fd = fd;
-	e->pad0 = 0;
+	e->flags = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	fill_addrs(e, sk);
 	return e;
@@ -203,6 +206,8 @@ static __always_inline int on_exit(long ret, __u8 kind)
 	struct args saved = *a;
 	bpf_map_delete_elem(&active, &id);
 	if (ret <= 0)
+		return 0;
+	if (ssl_syscall_is_ciphertext(id, saved.fd))
 		return 0;
 	struct sock *sk = tcp_sock_of_fd(saved.fd);
 	if (!sk)

@@ -40,6 +40,13 @@ struct Cli {
     /// Capture socket data with eBPF.
     #[arg(long)]
     ebpf: bool,
+    /// With --ebpf: also hook this OpenSSL libssl (or an executable with OpenSSL linked in) for TLS plaintext,
+    /// besides the system libssl and those running processes use (repeatable).
+    #[arg(long, value_name = "PATH", requires = "ebpf")]
+    ssl_lib: Vec<PathBuf>,
+    /// With --ebpf: do not hook OpenSSL (TLS connections then show as `tls` handshakes only).
+    #[arg(long, requires = "ebpf", conflicts_with = "ssl_lib")]
+    no_ssl: bool,
     /// Ship to a fathom-server.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
@@ -101,6 +108,11 @@ fn main() -> ExitCode {
         #[cfg(feature = "ebpf")]
         (None, true) => Input::Ebpf(fathom_capture::EbpfConfig {
             run_for: cli.duration.map(std::time::Duration::from_secs),
+            ssl: fathom_capture::ebpf::SslConfig {
+                enabled: !cli.no_ssl,
+                libs: cli.ssl_lib.clone(),
+                ..fathom_capture::ebpf::SslConfig::default()
+            },
             ..fathom_capture::EbpfConfig::default()
         }),
         _ => {

@@ -23,7 +23,7 @@ pub(crate) struct RawSockEvent {
     kind: u8,
     family: u8,
     syscall: u8,
-    pad0: u8,
+    flags: u8,
     lport: u16,
     rport: u16,
     laddr: [u8; 16],
@@ -34,6 +34,9 @@ pub(crate) struct RawSockEvent {
 
 /// Bytes before the payload (`FATHOM_HDR_LEN`).
 pub(crate) const HDR_LEN: usize = offset_of!(RawSockEvent, data);
+
+/// `FATHOM_FLAG_TLS`: the data is TLS plaintext from an OpenSSL hook.
+pub(crate) const FLAG_TLS: u8 = 2;
 
 /// What the syscall did with the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub(crate) struct SockEvent<'a> {
     pub local: (IpAddr, u16),
     pub remote: (IpAddr, u16),
     pub comm: &'a [u8],
+    /// TLS plaintext from an OpenSSL hook (`FATHOM_FLAG_TLS`), not the socket's own bytes.
+    pub tls_plaintext: bool,
     /// The first captured bytes (`<= len`).
     pub data: &'a [u8],
 }
@@ -130,6 +135,7 @@ impl<'a> SockEvent<'a> {
                 u16_at(b, offset_of!(RawSockEvent, rport))?,
             ),
             comm,
+            tls_plaintext: b.get(offset_of!(RawSockEvent, flags))? & FLAG_TLS != 0,
             data,
         })
     }
@@ -219,6 +225,11 @@ pub(crate) mod tests {
         b
     }
 
+    /// Mark a record built by [`record`] as TLS plaintext (test helper).
+    pub(crate) fn set_tls(r: &mut [u8]) {
+        r[offset_of!(RawSockEvent, flags)] |= FLAG_TLS;
+    }
+
     #[test]
     fn parses_a_record() {
         let r = record(
@@ -239,6 +250,10 @@ pub(crate) mod tests {
         assert_eq!(e.comm, b"curl");
         assert_eq!(e.data, b"GET ");
         assert_eq!((e.ts_enter_ns, e.ts_exit_ns), (7, 1007));
+        assert!(!e.tls_plaintext);
+        let mut t = r.clone();
+        set_tls(&mut t);
+        assert!(SockEvent::parse(&t).unwrap().tls_plaintext);
         // Truncated records and bad codes are rejected, never a panic.
         for n in 0..r.len() {
             assert!(SockEvent::parse(&r[..n]).is_none());

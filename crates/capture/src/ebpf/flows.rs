@@ -76,6 +76,8 @@ struct Flow {
     /// Bytes beyond the capture length, owed as `gap_before` to the next chunk, per direction.
     pending_gap: [u64; 2],
     record: FlowRecord,
+    /// The socket produced TLS plaintext (OpenSSL hooks): its ciphertext is not reported any more.
+    tls_plaintext: bool,
 }
 
 /// Turns socket events into stream events.
@@ -86,6 +88,10 @@ pub(crate) struct SyscallFlows<L> {
     /// Added to `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to get ns since the Unix epoch.
     clock_offset_ns: i128,
     idle_timeout_us: u64,
+    /// TLS plaintext events handled.
+    pub(crate) tls_events: u64,
+    /// Ciphertext events of sockets that produced plaintext, dropped.
+    pub(crate) tls_ciphertext_dropped: u64,
 }
 
 impl<L: ListenPorts> SyscallFlows<L> {
@@ -96,6 +102,8 @@ impl<L: ListenPorts> SyscallFlows<L> {
             listen,
             clock_offset_ns,
             idle_timeout_us,
+            tls_events: 0,
+            tls_ciphertext_dropped: 0,
         }
     }
 
@@ -139,6 +147,26 @@ impl<L: ListenPorts> SyscallFlows<L> {
                 }
             }
         }
+        if e.tls_plaintext {
+            self.tls_events += 1;
+        }
+        if let Some(f) = self.flows.get_mut(&k) {
+            if f.tls_plaintext && !e.tls_plaintext {
+                // Ciphertext moved outside an OpenSSL call (e.g. a MSG_PEEK): its plaintext is reported.
+                self.tls_ciphertext_dropped += 1;
+                return;
+            }
+            if e.tls_plaintext && !f.tls_plaintext {
+                if f.record.payload_byte_tx + f.record.payload_byte_rx > 0 {
+                    // Ciphertext of this socket already went to the parsers: plaintext starts a new flow.
+                    if let Some(f) = self.flows.remove(&k) {
+                        out.push(end(f, now_us, CloseType::Evicted));
+                    }
+                } else {
+                    f.tls_plaintext = true;
+                }
+            }
+        }
         if !self.flows.contains_key(&k) {
             let side = self.side(e.local, e.remote);
             let (client, server) = match side {
@@ -169,6 +197,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
                     last_us: now_us,
                     pending_gap: [0; 2],
                     record,
+                    tls_plaintext: e.tls_plaintext,
                 },
             );
         }
@@ -225,7 +254,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
                 fd: e.fd,
                 comm: f.comm.clone(),
                 syscall_trace_id: 0,
-                tls_plaintext: false,
+                tls_plaintext: e.tls_plaintext,
                 side: f.side,
             },
         }));
@@ -293,7 +322,7 @@ fn end(f: Flow, time_us: u64, close: CloseType) -> StreamEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::super::event::tests::record;
+    use super::super::event::tests::{record, set_tls};
     use super::*;
 
     struct Fixed(&'static [u16]);
@@ -395,6 +424,49 @@ mod tests {
         );
         fl.finish(2_000_000_000, &mut c, &mut out);
         assert_eq!(c.flows_timed_out, 1);
+    }
+
+    /// OpenSSL plaintext: ciphertext seen before it (nginx's one-byte MSG_PEEK) ends that flow, ciphertext after
+    /// it is dropped and counted, the plaintext chunks are marked.
+    #[test]
+    fn tls_plaintext_replaces_ciphertext() {
+        let mut fl = SyscallFlows::new(Fixed(&[8443]), 0, 60_000_000);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        let srv = ([127, 0, 0, 1], 8443);
+        let cli = ([127, 0, 0, 1], 40000);
+        let tls = |mut r: Vec<u8>| {
+            set_tls(&mut r);
+            r
+        };
+        for r in [
+            record(1, 20, 7, srv, cli, 1_000, 1, b"\x16"),
+            tls(record(1, 20, 7, srv, cli, 2_000, 5, b"GET /")),
+            record(0, 20, 7, srv, cli, 3_000, 4, b"\x17\x03\x03\x00"),
+            tls(record(0, 20, 7, srv, cli, 4_000, 4, b"HTTP")),
+        ] {
+            fl.push(&SockEvent::parse(&r).unwrap(), &mut c, &mut out);
+        }
+        let StreamEvent::FlowEnd(first) = &out[1] else {
+            panic!("expected the ciphertext flow to end: {out:?}");
+        };
+        assert_eq!(first.record.close_type, CloseType::Evicted);
+        let ch = chunks(&out);
+        assert_eq!(ch.len(), 3);
+        assert_eq!(ch[0].bytes.as_ref(), b"\x16");
+        let plain: Vec<_> = ch[1..]
+            .iter()
+            .map(|x| match &x.origin {
+                ChunkOrigin::Syscall { tls_plaintext, .. } => (*tls_plaintext, x.bytes.as_ref()),
+                ChunkOrigin::Packet => panic!("packet origin"),
+            })
+            .collect();
+        assert_eq!(plain, [(true, &b"GET /"[..]), (true, &b"HTTP"[..])]);
+        assert_ne!(ch[0].flow_id, ch[1].flow_id);
+        assert_eq!(ch[1].flow_id, ch[2].flow_id);
+        assert_eq!(ch[1].direction, Direction::ClientToServer);
+        assert_eq!(ch[2].direction, Direction::ServerToClient);
+        assert_eq!((fl.tls_events, fl.tls_ciphertext_dropped), (2, 1));
     }
 
     #[test]

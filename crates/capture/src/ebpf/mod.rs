@@ -15,10 +15,15 @@
 //! length become `gap_before` of the next chunk of the same direction. A flow ends on `close()`, when its fd
 //! reappears with another socket, after [`EbpfConfig::idle_timeout_us`], or when the source stops.
 //!
-//! Not covered yet: `sendfile`/`splice`, `sendmmsg`/`recvmmsg`, io_uring, TLS plaintext (uprobes), UDP.
+//! TLS: uprobes on OpenSSL's `SSL_read`/`SSL_write` (and `_ex`) report the plaintext as data of the call's
+//! socket, with `tls_plaintext` set, and the ciphertext of those calls is not reported (see [`ssl`] and
+//! `docs/ebpf.md`).
+//!
+//! Not covered yet: `sendfile`/`splice`, `sendmmsg`/`recvmmsg`, io_uring, UDP.
 
 mod event;
 mod flows;
+pub mod ssl;
 
 use crate::{CaptureError, Counters, EventSource};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -34,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use event::MAX_DATA;
+pub use ssl::{SslConfig, SslError};
 
 static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock_trace.bpf.o"));
@@ -74,6 +80,8 @@ pub struct EbpfConfig {
     pub batch_events: usize,
     /// Stop by itself (as [`EbpfSource::stop`]) after this long; `None`: run until stopped.
     pub run_for: Option<Duration>,
+    /// OpenSSL plaintext tracing (uprobes on libssl).
+    pub ssl: SslConfig,
 }
 
 impl Default for EbpfConfig {
@@ -85,6 +93,7 @@ impl Default for EbpfConfig {
             poll_timeout: Duration::from_millis(100),
             batch_events: 1024,
             run_for: None,
+            ssl: SslConfig::default(),
         }
     }
 }
@@ -141,6 +150,9 @@ pub enum EbpfError {
     /// Waiting for the ring buffer failed.
     #[error("polling the eBPF ring buffer failed: {0}")]
     Poll(#[source] std::io::Error),
+    /// An OpenSSL library could not be hooked.
+    #[error(transparent)]
+    Ssl(#[from] SslError),
 }
 
 impl From<EbpfError> for CaptureError {
@@ -161,6 +173,18 @@ pub struct EbpfStats {
     pub ring_drops: u64,
     /// Records that could not be parsed (should stay 0).
     pub malformed: u64,
+    /// TLS plaintext events (from OpenSSL uprobes).
+    pub ssl_plaintext_events: u64,
+    /// Ciphertext syscalls made inside OpenSSL calls, not reported (their plaintext is).
+    pub ssl_ciphertext_suppressed: u64,
+    /// Ciphertext events of sockets that already produced plaintext, dropped in user space (syscalls made
+    /// outside OpenSSL calls, such as nginx's `MSG_PEEK` of the first byte).
+    pub ssl_ciphertext_dropped: u64,
+    /// OpenSSL calls whose socket was never seen (memory BIOs, or a connection older than the agent whose
+    /// calls are all served from OpenSSL's buffer): their plaintext is lost.
+    pub ssl_unknown_socket: u64,
+    /// OpenSSL libraries hooked (paths).
+    pub ssl_libraries: Vec<String>,
 }
 
 /// Live socket data of the processes on this host, from eBPF syscall tracepoints.
@@ -176,6 +200,9 @@ pub struct EbpfSource {
     last_expire: Instant,
     started: Instant,
     ring_drops: Arc<AtomicU64>,
+    ssl: ssl::SslHooks,
+    ssl_counters: Option<PerCpuArray<MapData, u64>>,
+    last_rescan: Instant,
     done: bool,
 }
 
@@ -247,6 +274,14 @@ impl EbpfSource {
                     source,
                 })?;
         }
+        let ssl = ssl::SslHooks::start(&mut ebpf, &config.ssl)?;
+        let ssl_counters = match ebpf.take_map("ssl_counters") {
+            Some(m) => Some(PerCpuArray::try_from(m).map_err(|source| EbpfError::Map {
+                name: "ssl_counters",
+                source,
+            })?),
+            None => None,
+        };
         let ring = ebpf.take_map("events").ok_or(EbpfError::Missing {
             what: "map",
             name: "events",
@@ -271,10 +306,16 @@ impl EbpfSource {
             flows: SyscallFlows::new(ProcListenPorts::default(), offset, config.idle_timeout_us),
             config,
             counters: Counters::default(),
-            stats: EbpfStats::default(),
             last_expire: Instant::now(),
             started: Instant::now(),
             ring_drops: Arc::new(AtomicU64::new(0)),
+            stats: EbpfStats {
+                ssl_libraries: ssl.attached.clone(),
+                ..EbpfStats::default()
+            },
+            ssl,
+            ssl_counters,
+            last_rescan: Instant::now(),
             done: false,
         })
     }
@@ -302,6 +343,14 @@ impl EbpfSource {
             self.ring_drops
                 .store(self.stats.ring_drops, Ordering::Relaxed);
         }
+        if let Some(c) = &self.ssl_counters {
+            let sum = |i: u32| c.get(&i, 0).map_or(0, |v| v.iter().sum::<u64>());
+            self.stats.ssl_ciphertext_suppressed = sum(ssl::CNT_SUPPRESSED);
+            self.stats.ssl_unknown_socket = sum(ssl::CNT_NO_FD);
+        }
+        self.stats.ssl_libraries.clone_from(&self.ssl.attached);
+        self.stats.ssl_plaintext_events = self.flows.tls_events;
+        self.stats.ssl_ciphertext_dropped = self.flows.tls_ciphertext_dropped;
     }
 
     /// Drain up to `batch_events` records from the ring buffer; returns how many.
@@ -340,6 +389,7 @@ impl EventSource for EbpfSource {
                 let now = self.flows.now_us(monotonic_ns());
                 self.flows.finish(now, &mut self.counters, out);
                 self.done = true;
+                ssl::report(&self.stats);
                 return Ok(false);
             }
             return Ok(true);
@@ -353,6 +403,12 @@ impl EventSource for EbpfSource {
                 Err(e) => return Err(EbpfError::Poll(e.into()).into()),
             }
             self.drain(out);
+        }
+        if self.last_rescan.elapsed() >= ssl::RESCAN_INTERVAL {
+            self.last_rescan = Instant::now();
+            if let Some(ebpf) = self.ebpf.as_mut() {
+                self.ssl.rescan(ebpf);
+            }
         }
         if self.last_expire.elapsed() >= Duration::from_secs(1) {
             self.last_expire = Instant::now();
