@@ -91,7 +91,7 @@ pub enum SslError {
         path: PathBuf,
         /// The kernel's error.
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
 }
 
@@ -278,7 +278,7 @@ impl SslHooks {
                         program: name,
                         symbol,
                         path: PathBuf::from(&t.shown),
-                        source,
+                        source: Box::new(source),
                     })?;
             }
         }
