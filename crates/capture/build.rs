@@ -13,13 +13,8 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_EBPF").is_none() {
         return;
     }
-    for f in [
-        "bpf/sock_trace.bpf.c",
-        "bpf/sock_event.h",
-        "bpf/ssl_trace.h",
-    ] {
-        println!("cargo:rerun-if-changed={f}");
-    }
+    // Every file under bpf/ (the programs include their headers from there).
+    println!("cargo:rerun-if-changed=bpf");
     for v in ["FATHOM_BPFTOOL", "FATHOM_CLANG", "FATHOM_BTF"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
@@ -55,7 +50,9 @@ fn main() {
     let bpf_dir = manifest.join("bpf");
     let obj = out.join("sock_trace.bpf.o");
     let status = Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+        .args([
+            "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
+        ])
         .arg(format!("-D__TARGET_ARCH_{arch}"))
         .arg("-I")
         .arg(&out)

@@ -1,6 +1,6 @@
 /* OpenSSL plaintext: uprobes on SSL_read/SSL_read_ex/SSL_write/SSL_write_ex (and, for ciphertext suppression
  * only, SSL_do_handshake/SSL_shutdown/SSL_peek/SSL_peek_ex) of libssl, one uretprobe for all of them.
- * #included by sock_trace.bpf.c after its maps; uses its tcp_sock_of_fd/new_event/submit (declared below).
+ * #included by sock_trace.bpf.c after its maps and traced(); uses its socket helpers (declared below).
  *
  * Method: at SSL_* entry the thread remembers (SSL*, buffer, stack pointer) in ssl_calls. The read/write
  * syscalls the thread makes before the call returns are OpenSSL moving ciphertext through the socket: the first
@@ -13,9 +13,11 @@
 
 #include <bpf/bpf_tracing.h>
 
-static __always_inline struct sock *tcp_sock_of_fd(__u32 fd);
+static __always_inline struct sock *inet_sock_of_fd(__u32 fd);
 static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, struct sock *sk);
-static __always_inline void submit(struct fathom_sock_event *e, __u64 n);
+static __always_inline struct sock_state *sock_state_of(__u64 sk, __u8 role);
+static __always_inline __u64 trace_id_of(__u64 pid_tgid, __u64 socket_id, int ingress);
+static __always_inline void submit(struct fathom_sock_event *e, struct sock_state *st, __u64 n);
 
 #define SSL_OP_READ 0
 #define SSL_OP_WRITE 1
@@ -197,7 +199,7 @@ int ssl_ret(struct pt_regs *ctx)
 		ssl_count(SSL_CNT_NO_FD);
 		return 0;
 	}
-	struct sock *sk = tcp_sock_of_fd(fd);
+	struct sock *sk = inet_sock_of_fd(fd);
 	if (!sk) {
 		ssl_count(SSL_CNT_NO_FD);
 		return 0;
@@ -205,16 +207,22 @@ int ssl_ret(struct pt_regs *ctx)
 	struct fathom_sock_event *e = new_event(id, fd, sk);
 	if (!e)
 		return 0;
-	if (e->rport == 0)
+	if (e->rport == 0 || e->l4 != IPPROTO_TCP)
 		return 0;
+	struct sock_state *st = sock_state_of((__u64)sk, FATHOM_ROLE_UNKNOWN);
+	if (!st)
+		return 0;
+	int ingress = c.op == SSL_OP_READ;
 	e->ts_enter_ns = c.ts;
 	e->ts_exit_ns = bpf_ktime_get_ns();
-	e->kind = c.op == SSL_OP_READ ? FATHOM_KIND_INGRESS : FATHOM_KIND_EGRESS;
-	e->syscall = c.op == SSL_OP_READ ? FATHOM_SYS_SSL_READ : FATHOM_SYS_SSL_WRITE;
-	e->flags = FATHOM_FLAG_TLS;
+	e->kind = ingress ? FATHOM_KIND_INGRESS : FATHOM_KIND_EGRESS;
+	e->syscall = ingress ? FATHOM_SYS_SSL_READ : FATHOM_SYS_SSL_WRITE;
+	e->flags = FATHOM_FLAG_TLS; /* no tcp_seq: the bytes on the wire are ciphertext */
+	e->trace_id = trace_id_of(id, st->socket_id, ingress);
 	e->len = len > 0xffffffffull ? 0xffffffffu : (__u32)len;
 	__u64 n = len;
-	__u64 cap = capture_len;
+	struct fathom_config *cfg = get_config();
+	__u64 cap = cfg ? cfg->capture_len : 0;
 	if (n > cap)
 		n = cap;
 	asm volatile("" : "+r"(n));
@@ -224,7 +232,7 @@ int ssl_ret(struct pt_regs *ctx)
 		n = 0;
 	e->captured = (__u32)n;
 	ssl_count(SSL_CNT_EVENTS);
-	submit(e, n);
+	submit(e, st, n);
 	return 0;
 }
 

@@ -1,6 +1,7 @@
-//! Socket events to [`StreamEvent`]s: one flow per traced (process, fd, socket), oriented client → server.
+//! Socket events to [`StreamEvent`]s: one flow per traced socket (and, for unconnected UDP, per peer), oriented
+//! client → server.
 
-use super::event::{Kind, SockEvent};
+use super::event::{Kind, Role, SockEvent, L4};
 use crate::{dst_is_server, Counters};
 use bytes::Bytes;
 use fathom_model::{
@@ -67,52 +68,96 @@ impl ListenPorts for ProcListenPorts {
 
 struct Flow {
     id: FlowId,
-    local: (IpAddr, u16),
     remote: (IpAddr, u16),
     key: FlowKey,
-    side: TapSide,
-    comm: Arc<str>,
     last_us: u64,
     /// Bytes beyond the capture length, owed as `gap_before` to the next chunk, per direction.
     pending_gap: [u64; 2],
+    /// TCP sequence number expected next, per direction (from the last event's `tcp_seq + len`).
+    next_tcp_seq: [Option<u32>; 2],
     record: FlowRecord,
     /// The socket produced TLS plaintext (OpenSSL hooks): its ciphertext is not reported any more.
     tls_plaintext: bool,
 }
 
+/// One traced socket: its flows (one for TCP and connected UDP, one per peer for unconnected UDP).
+struct Socket {
+    local: (IpAddr, u16),
+    l4: L4,
+    side: TapSide,
+    comm: Arc<str>,
+    /// The kernel's per-socket event number expected next.
+    next_seq: u32,
+    flows: Vec<Flow>,
+}
+
+/// Losses and table sizes of the syscall flow table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FlowStats {
+    /// Events missing from a socket's numbering (lost in the kernel or the ring buffer).
+    pub lost_events: u64,
+    /// Events that arrived after a later event of the same socket.
+    pub reordered_events: u64,
+    /// Bytes received twice (e.g. `MSG_PEEK`) and dropped.
+    pub duplicate_bytes: u64,
+    /// Sockets ended early because the table was full.
+    pub sockets_evicted: u64,
+    /// TLS plaintext events (OpenSSL hooks) handled.
+    pub tls_events: u64,
+    /// Ciphertext events of sockets that produced plaintext, dropped.
+    pub tls_ciphertext_dropped: u64,
+}
+
 /// Turns socket events into stream events.
 pub(crate) struct SyscallFlows<L> {
-    flows: HashMap<(u32, u32), Flow>,
+    sockets: HashMap<u64, Socket>,
+    flows_live: usize,
     next_id: FlowId,
     listen: L,
     /// Added to `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to get ns since the Unix epoch.
     clock_offset_ns: i128,
     idle_timeout_us: u64,
-    /// TLS plaintext events handled.
-    pub(crate) tls_events: u64,
-    /// Ciphertext events of sockets that produced plaintext, dropped.
-    pub(crate) tls_ciphertext_dropped: u64,
+    max_sockets: usize,
+    max_peers: usize,
+    stats: FlowStats,
 }
 
 impl<L: ListenPorts> SyscallFlows<L> {
-    pub(crate) fn new(listen: L, clock_offset_ns: i128, idle_timeout_us: u64) -> Self {
+    pub(crate) fn new(
+        listen: L,
+        clock_offset_ns: i128,
+        idle_timeout_us: u64,
+        max_sockets: usize,
+    ) -> Self {
         SyscallFlows {
-            flows: HashMap::new(),
+            sockets: HashMap::new(),
+            flows_live: 0,
             next_id: 1,
             listen,
             clock_offset_ns,
             idle_timeout_us,
-            tls_events: 0,
-            tls_ciphertext_dropped: 0,
+            max_sockets: max_sockets.max(1),
+            max_peers: 256,
+            stats: FlowStats::default(),
         }
+    }
+
+    /// Losses and evictions so far.
+    pub(crate) fn stats(&self) -> FlowStats {
+        self.stats
+    }
+
+    /// Sockets and flows currently tracked.
+    pub(crate) fn live(&self) -> (usize, usize) {
+        (self.sockets.len(), self.flows_live)
     }
 
     fn epoch_us(&self, mono_ns: u64) -> u64 {
         u64::try_from((i128::from(mono_ns) + self.clock_offset_ns) / 1000).unwrap_or(0)
     }
 
-    /// Which side of its connection the traced process is.
-    fn side(&mut self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> TapSide {
+    /// Which side of its connection the traced process is, when the kernel did not see connect/accept.
+    fn guess_side(&mut self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> TapSide {
         if self.listen.is_listening(local.1) {
             TapSide::ServerProcess
         } else if (remote.0.is_loopback() && self.listen.is_listening(remote.1))
@@ -124,6 +169,37 @@ impl<L: ListenPorts> SyscallFlows<L> {
         }
     }
 
+    /// End every flow of a socket.
+    fn end_socket(
+        &mut self,
+        socket_id: u64,
+        now_us: u64,
+        close: CloseType,
+        out: &mut Vec<StreamEvent>,
+    ) {
+        if let Some(s) = self.sockets.remove(&socket_id) {
+            self.flows_live -= s.flows.len();
+            for f in s.flows {
+                out.push(end(f, now_us, close));
+            }
+        }
+    }
+
+    /// Make room for one more socket: the least recently active one ends (`evicted`).
+    fn evict_one(&mut self, now_us: u64, counters: &mut Counters, out: &mut Vec<StreamEvent>) {
+        let oldest = self
+            .sockets
+            .iter()
+            .map(|(id, s)| (s.flows.iter().map(|f| f.last_us).max().unwrap_or(0), *id))
+            .min();
+        if let Some((_, id)) = oldest {
+            let n = self.sockets.get(&id).map_or(0, |s| s.flows.len() as u64);
+            counters.flows_evicted += n;
+            self.stats.sockets_evicted += 1;
+            self.end_socket(id, now_us, CloseType::Evicted, out);
+        }
+    }
+
     /// Handle one event.
     pub(crate) fn push(
         &mut self,
@@ -132,132 +208,243 @@ impl<L: ListenPorts> SyscallFlows<L> {
         out: &mut Vec<StreamEvent>,
     ) {
         let now_us = self.epoch_us(e.ts_exit_ns);
-        let k = (e.pid, e.fd);
+        let enter_us = self.epoch_us(e.ts_enter_ns);
         if e.kind == Kind::Close {
-            if let Some(f) = self.flows.remove(&k) {
-                out.push(end(f, now_us, CloseType::Fin));
+            if let Some(s) = self.sockets.get(&e.socket_id) {
+                self.account_seq(e.socket_id, e.sock_seq, s.next_seq);
             }
+            self.end_socket(e.socket_id, now_us, CloseType::Fin, out);
             return;
         }
-        if let Some(f) = self.flows.get(&k) {
-            if f.local != e.local || f.remote != e.remote {
-                // The fd now names another socket: its close went unseen.
-                if let Some(f) = self.flows.remove(&k) {
-                    out.push(end(f, now_us, CloseType::Fin));
-                }
+        if !self.sockets.contains_key(&e.socket_id) {
+            if self.sockets.len() >= self.max_sockets {
+                self.evict_one(now_us, counters, out);
             }
+            let side = match e.role {
+                Role::Client => TapSide::ClientProcess,
+                Role::Server => TapSide::ServerProcess,
+                Role::Unknown => self.guess_side(e.local, e.remote),
+            };
+            self.sockets.insert(
+                e.socket_id,
+                Socket {
+                    local: e.local,
+                    l4: e.l4,
+                    side,
+                    comm: String::from_utf8_lossy(e.comm).into(),
+                    next_seq: 0,
+                    flows: Vec::new(),
+                },
+            );
         }
-        if e.tls_plaintext {
-            self.tls_events += 1;
+        let expected = self.sockets.get(&e.socket_id).map_or(0, |s| s.next_seq);
+        self.account_seq(e.socket_id, e.sock_seq, expected);
+        let Some(sock) = self.sockets.get_mut(&e.socket_id) else {
+            return;
+        };
+        match e.role {
+            Role::Client => sock.side = TapSide::ClientProcess,
+            Role::Server => sock.side = TapSide::ServerProcess,
+            Role::Unknown => {}
         }
-        if let Some(f) = self.flows.get_mut(&k) {
-            if f.tls_plaintext && !e.tls_plaintext {
-                // Ciphertext moved outside an OpenSSL call (e.g. a MSG_PEEK): its plaintext is reported.
-                self.tls_ciphertext_dropped += 1;
+        if e.tls {
+            self.stats.tls_events += 1;
+        }
+        if let Some(i) = sock.flows.iter().position(|f| f.remote == e.remote) {
+            let data = matches!(e.kind, Kind::Egress | Kind::Ingress);
+            let f = &mut sock.flows[i];
+            if data && f.tls_plaintext && !e.tls {
+                // Ciphertext moved outside an OpenSSL call: the socket's plaintext is what is reported.
+                self.stats.tls_ciphertext_dropped += 1;
                 return;
             }
-            if e.tls_plaintext && !f.tls_plaintext {
+            if e.tls && !f.tls_plaintext {
                 if f.record.payload_byte_tx + f.record.payload_byte_rx > 0 {
                     // Ciphertext of this socket already went to the parsers: plaintext starts a new flow.
-                    if let Some(f) = self.flows.remove(&k) {
-                        out.push(end(f, now_us, CloseType::Evicted));
-                    }
+                    let f = sock.flows.swap_remove(i);
+                    self.flows_live -= 1;
+                    out.push(end(f, now_us, CloseType::Evicted));
                 } else {
                     f.tls_plaintext = true;
                 }
             }
         }
-        if !self.flows.contains_key(&k) {
-            let side = self.side(e.local, e.remote);
-            let (client, server) = match side {
-                TapSide::ServerProcess => (e.remote, e.local),
-                _ => (e.local, e.remote),
-            };
-            let key = FlowKey {
-                ip_src: client.0,
-                ip_dst: server.0,
-                port_src: client.1,
-                port_dst: server.1,
-                l4_protocol: L4Protocol::Tcp,
-            };
-            let id = self.next_id;
-            self.next_id += 1;
-            counters.flows_created += 1;
-            let record = FlowRecord::new(&key, now_us);
-            let comm: Arc<str> = String::from_utf8_lossy(e.comm).into();
-            self.flows.insert(
-                k,
-                Flow {
+        let fi = match sock.flows.iter().position(|f| f.remote == e.remote) {
+            Some(i) => i,
+            None => {
+                if sock.l4 == L4::Tcp && !sock.flows.is_empty() {
+                    // A TCP socket names one peer: another one means the kernel reused the socket's state.
+                    let old = std::mem::take(&mut sock.flows);
+                    self.flows_live -= old.len();
+                    for f in old {
+                        out.push(end(f, now_us, CloseType::Fin));
+                    }
+                }
+                let Some(sock) = self.sockets.get_mut(&e.socket_id) else {
+                    return;
+                };
+                if sock.flows.len() >= self.max_peers {
+                    let (i, _) = sock
+                        .flows
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, f)| f.last_us)
+                        .unwrap_or((0, &sock.flows[0]));
+                    let f = sock.flows.swap_remove(i);
+                    counters.flows_evicted += 1;
+                    self.flows_live -= 1;
+                    out.push(end(f, now_us, CloseType::Evicted));
+                }
+                let (client, server) = match sock.side {
+                    TapSide::ServerProcess => (e.remote, sock.local),
+                    _ => (sock.local, e.remote),
+                };
+                let key = FlowKey {
+                    ip_src: client.0,
+                    ip_dst: server.0,
+                    port_src: client.1,
+                    port_dst: server.1,
+                    l4_protocol: match sock.l4 {
+                        L4::Tcp => L4Protocol::Tcp,
+                        L4::Udp => L4Protocol::Udp,
+                    },
+                };
+                let id = self.next_id;
+                self.next_id += 1;
+                counters.flows_created += 1;
+                self.flows_live += 1;
+                sock.flows.push(Flow {
                     id,
-                    local: e.local,
                     remote: e.remote,
                     key,
-                    side,
-                    comm,
                     last_us: now_us,
                     pending_gap: [0; 2],
-                    record,
-                    tls_plaintext: e.tls_plaintext,
-                },
-            );
-        }
-        let outgoing = e.kind == Kind::Egress;
-        // Outgoing bytes exist when the call starts, incoming ones when it returns.
-        let time_us = if outgoing {
-            self.epoch_us(e.ts_enter_ns)
-        } else {
-            now_us
+                    next_tcp_seq: [None; 2],
+                    record: FlowRecord::new(&key, now_us),
+                    tls_plaintext: e.tls,
+                });
+                sock.flows.len() - 1
+            }
         };
-        let Some(f) = self.flows.get_mut(&k) else {
+        let Some(sock) = self.sockets.get_mut(&e.socket_id) else {
             return;
         };
-        let direction = match (f.side, outgoing) {
+        let side = sock.side;
+        let comm = sock.comm.clone();
+        let Some(f) = sock.flows.get_mut(fi) else {
+            return;
+        };
+        f.last_us = now_us;
+        f.record.end_time_us = now_us;
+        let outgoing = match e.kind {
+            Kind::Egress => true,
+            Kind::Ingress => false,
+            // Connect/accept: the socket and its role are known now; no bytes.
+            _ => return,
+        };
+        // Outgoing bytes exist when the call starts, incoming ones when it returns.
+        let time_us = if outgoing { enter_us } else { now_us };
+        let direction = match (side, outgoing) {
             (TapSide::ServerProcess, true) | (TapSide::ClientProcess | TapSide::Network, false) => {
                 Direction::ServerToClient
             }
             _ => Direction::ClientToServer,
         };
-        f.last_us = now_us;
-        f.record.end_time_us = now_us;
-        let len = u64::from(e.len);
-        let lost = len.saturating_sub(e.data.len() as u64);
         let di = direction.index();
+        let len = u64::from(e.len);
+        let mut data = e.data;
+        let mut seq = e.tcp_seq;
+        let mut gap_seq = 0u64;
+        if let (Some(s), Some(want)) = (e.tcp_seq, f.next_tcp_seq[di]) {
+            let d = s.wrapping_sub(want) as i32;
+            if d > 0 {
+                // Bytes between the last event and this one were never seen (lost events).
+                gap_seq = d as u64;
+            } else if d < 0 {
+                // Bytes seen before (a peek, or a retried call): keep only the new ones.
+                let dup = u64::from(d.unsigned_abs()).min(len);
+                self.stats.duplicate_bytes += dup;
+                let skip = (dup as usize).min(data.len());
+                data = &data[skip..];
+                seq = Some(s.wrapping_add(dup as u32));
+                if dup == len {
+                    return;
+                }
+            }
+        }
+        if let Some(s) = e.tcp_seq {
+            let end_seq = s.wrapping_add(e.len);
+            let keep = f.next_tcp_seq[di].is_none_or(|w| end_seq.wrapping_sub(w) as i32 > 0);
+            if keep {
+                f.next_tcp_seq[di] = Some(end_seq);
+            }
+        }
+        let new_len = len - u64::from(seq.zip(e.tcp_seq).map_or(0, |(a, b)| a.wrapping_sub(b)));
+        let lost = new_len.saturating_sub(data.len() as u64);
         match direction {
             Direction::ClientToServer => {
-                f.record.payload_byte_tx += len;
-                f.record.lost_byte_tx += lost;
+                f.record.payload_byte_tx += new_len;
+                f.record.lost_byte_tx += lost + gap_seq;
             }
             Direction::ServerToClient => {
-                f.record.payload_byte_rx += len;
-                f.record.lost_byte_rx += lost;
+                f.record.payload_byte_rx += new_len;
+                f.record.lost_byte_rx += lost + gap_seq;
             }
         }
-        counters.tcp_lost_bytes += lost;
-        if e.data.is_empty() {
-            f.pending_gap[di] += lost;
-            return;
+        counters.tcp_lost_bytes += lost + gap_seq;
+        if sock.l4 == L4::Udp {
+            // One datagram per chunk; the part beyond the capture length is simply not there.
+            if data.is_empty() {
+                return;
+            }
+            f.pending_gap[di] = 0;
+            seq = None;
+        } else {
+            f.pending_gap[di] += gap_seq;
+            if data.is_empty() {
+                f.pending_gap[di] += lost;
+                return;
+            }
         }
-        let gap_before = std::mem::replace(&mut f.pending_gap[di], lost);
+        let gap_before = std::mem::replace(
+            &mut f.pending_gap[di],
+            if sock.l4 == L4::Udp { 0 } else { lost },
+        );
         counters.chunks += 1;
-        counters.chunk_bytes += e.data.len() as u64;
+        counters.chunk_bytes += data.len() as u64;
         out.push(StreamEvent::Chunk(StreamChunk {
             flow_id: f.id,
             flow: f.key,
             direction,
             time_us,
-            seq: None,
+            seq,
             gap_before,
-            bytes: Bytes::copy_from_slice(e.data),
+            bytes: Bytes::copy_from_slice(data),
             origin: ChunkOrigin::Syscall {
                 pid: e.pid,
                 tid: e.tid,
                 fd: e.fd,
-                comm: f.comm.clone(),
-                syscall_trace_id: 0,
-                tls_plaintext: e.tls_plaintext,
-                side: f.side,
+                comm,
+                syscall_trace_id: e.trace_id,
+                tls_plaintext: e.tls,
+                side,
             },
         }));
+    }
+
+    /// Check an event's per-socket number against the one expected, count holes, and advance.
+    fn account_seq(&mut self, socket_id: u64, got: u32, expected: u32) {
+        let d = got.wrapping_sub(expected) as i32;
+        if d > 0 {
+            self.stats.lost_events += d as u64;
+        } else if d < 0 {
+            self.stats.reordered_events += 1;
+        }
+        if d >= 0 {
+            if let Some(s) = self.sockets.get_mut(&socket_id) {
+                s.next_seq = got.wrapping_add(1);
+            }
+        }
     }
 
     /// End flows idle since before `now_us - idle_timeout`.
@@ -268,18 +455,23 @@ impl<L: ListenPorts> SyscallFlows<L> {
         out: &mut Vec<StreamEvent>,
     ) {
         let limit = now_us.saturating_sub(self.idle_timeout_us);
-        let mut idle: Vec<(u32, u32)> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.last_us < limit)
-            .map(|(k, _)| *k)
-            .collect();
-        idle.sort_unstable_by_key(|k| self.flows.get(k).map_or(0, |f| f.id));
-        for k in idle {
-            if let Some(f) = self.flows.remove(&k) {
-                counters.flows_timed_out += 1;
-                out.push(end(f, now_us, CloseType::Timeout));
+        let mut idle: Vec<Flow> = Vec::new();
+        self.sockets.retain(|_, s| {
+            let mut i = 0;
+            while i < s.flows.len() {
+                if s.flows[i].last_us < limit {
+                    idle.push(s.flows.swap_remove(i));
+                } else {
+                    i += 1;
+                }
             }
+            !s.flows.is_empty()
+        });
+        idle.sort_unstable_by_key(|f| f.id);
+        self.flows_live -= idle.len();
+        for f in idle {
+            counters.flows_timed_out += 1;
+            out.push(end(f, now_us, CloseType::Timeout));
         }
     }
 
@@ -290,7 +482,8 @@ impl<L: ListenPorts> SyscallFlows<L> {
         counters: &mut Counters,
         out: &mut Vec<StreamEvent>,
     ) {
-        let mut all: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        let mut all: Vec<Flow> = self.sockets.drain().flat_map(|(_, s)| s.flows).collect();
+        self.flows_live = 0;
         all.sort_unstable_by_key(|f| f.id);
         counters.flows_open_at_end += all.len() as u64;
         for f in all {
@@ -343,7 +536,7 @@ mod tests {
 
     #[test]
     fn orients_both_processes_client_to_server() {
-        let mut fl = SyscallFlows::new(Fixed(&[8080]), 0, 60_000_000);
+        let mut fl = SyscallFlows::new(Fixed(&[8080]), 0, 60_000_000, 1024);
         let mut c = Counters::default();
         let mut out = Vec::new();
         let cli = ([127, 0, 0, 1], 40000);
@@ -394,7 +587,7 @@ mod tests {
 
     #[test]
     fn truncation_becomes_gap_and_close_ends_flow() {
-        let mut fl = SyscallFlows::new(Fixed(&[80]), 0, 60_000_000);
+        let mut fl = SyscallFlows::new(Fixed(&[80]), 0, 60_000_000, 1024);
         let mut c = Counters::default();
         let mut out = Vec::new();
         let cli = ([10, 0, 0, 1], 50000);
@@ -430,7 +623,7 @@ mod tests {
     /// it is dropped and counted, the plaintext chunks are marked.
     #[test]
     fn tls_plaintext_replaces_ciphertext() {
-        let mut fl = SyscallFlows::new(Fixed(&[8443]), 0, 60_000_000);
+        let mut fl = SyscallFlows::new(Fixed(&[8443]), 0, 60_000_000, 1024);
         let mut c = Counters::default();
         let mut out = Vec::new();
         let srv = ([127, 0, 0, 1], 8443);
@@ -466,7 +659,8 @@ mod tests {
         assert_eq!(ch[1].flow_id, ch[2].flow_id);
         assert_eq!(ch[1].direction, Direction::ClientToServer);
         assert_eq!(ch[2].direction, Direction::ServerToClient);
-        assert_eq!((fl.tls_events, fl.tls_ciphertext_dropped), (2, 1));
+        let st = fl.stats();
+        assert_eq!((st.tls_events, st.tls_ciphertext_dropped), (2, 1));
     }
 
     #[test]
