@@ -134,7 +134,7 @@ fn start_nginx(dir: &Path, port: u16, cpu: &str) -> Kill {
     let d = dir.display();
     let tls = port + 1;
     let conf = format!(
-        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n\
+        "daemon off;\nmaster_process off;\nuser root;\n\
          pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 1024; }}\n\
          http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
          fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
@@ -193,6 +193,25 @@ fn wrk(url: &str, o: &Opts) -> (f64, u64) {
     (rps, requests)
 }
 
+/// A tracing line without its ANSI colour escapes.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... letter
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `key=N` in a tracing line.
 fn field(text: &str, key: &str) -> Option<u64> {
     let pat = format!("{key}=");
@@ -234,11 +253,11 @@ fn run(url: &str, traced: bool, o: &Opts) -> Run {
     let logs = stderr
         .lines()
         .find(|l| l.contains("Capture done."))
-        .and_then(|l| field(l, "logs"));
+        .and_then(|l| field(&plain(l), "logs"));
     let drops = stderr
         .lines()
-        .find(|l| l.contains("ring buffer was full"))
-        .and_then(|l| field(l, "drops"))
+        .find(|l| l.contains("eBPF events were lost"))
+        .and_then(|l| field(&plain(l), "ring_drops"))
         .unwrap_or(0);
     Run {
         rps,
