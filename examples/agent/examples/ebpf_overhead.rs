@@ -7,9 +7,10 @@
 //! Not a test: run it by hand, as root, on a machine as quiet as you can find:
 //! ```text
 //! cargo build --release -p fathom-agent --no-default-features --features ebpf --bin fathom-agent --example ebpf_overhead
-//! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http]
+//! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http] [--no-ssl]
 //! ```
-//! nginx runs one worker pinned to CPU 0 and wrk one thread pinned to CPU 1 (`--cpus 0,1` to change; `taskset`
+//! `--no-ssl` passes `--no-ssl` to the agent (syscall tracing only, to separate the OpenSSL uprobes' cost).
+//! nginx runs as one process (`master_process off`) pinned to CPU 0 and wrk one thread pinned to CPU 1 (`--cpus 0,1` to change; `taskset`
 //! from util-linux); the agent is not pinned, so on a 2-core machine its CPU time is taken from the other two,
 //! which is the overhead a user would see.
 
@@ -25,12 +26,14 @@ struct Opts {
     modes: Vec<&'static str>,
     cpus: (String, String),
     agent: PathBuf,
+    /// Extra agent arguments (`--no-ssl`: syscall tracing only).
+    agent_args: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: ebpf_overhead [--pairs N] [--secs S] [--connections C] [--http] [--https] [--cpus NGINX,WRK] \
-         [--agent PATH]"
+         [--agent PATH] [--no-ssl]"
     );
     std::process::exit(2)
 }
@@ -50,6 +53,7 @@ fn parse_opts() -> Opts {
         modes: Vec::new(),
         cpus: ("0".into(), "1".into()),
         agent,
+        agent_args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -61,6 +65,7 @@ fn parse_opts() -> Opts {
             "--http" => o.modes.push("http"),
             "--https" => o.modes.push("https"),
             "--agent" => o.agent = PathBuf::from(val()),
+            "--no-ssl" => o.agent_args.push("--no-ssl".into()),
             "--cpus" => {
                 let v = val();
                 let (a, b) = v.split_once(',').unwrap_or_else(|| usage());
@@ -237,6 +242,7 @@ fn run(url: &str, traced: bool, o: &Opts) -> Run {
     let agent = Command::new(&o.agent)
         .args(["--ebpf", "--json", "logs", "--duration"])
         .arg((o.secs + 5).to_string())
+        .args(&o.agent_args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -284,13 +290,18 @@ fn main() {
         .min(60000);
     let nginx = start_nginx(&dir, port, &o.cpus.0);
     println!(
-        "ebpf_overhead: {} pairs of {} s wrk runs (1 thread, {} connections), nginx 1 worker on CPU {}, wrk on CPU {}, \
-         agent unpinned; nproc {}; load average at start {}",
+        "ebpf_overhead: {} pairs of {} s wrk runs (1 thread, {} connections), nginx (one process) on CPU {}, wrk on \
+         CPU {}, agent unpinned{}; nproc {}; load average at start {}",
         o.pairs,
         o.secs,
         o.connections,
         o.cpus.0,
         o.cpus.1,
+        if o.agent_args.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", o.agent_args.join(" "))
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg()
     );
