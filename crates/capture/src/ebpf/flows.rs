@@ -80,6 +80,8 @@ struct Flow {
 
 /// One traced socket: its flows (one for TCP and connected UDP, one per peer for unconnected UDP).
 struct Socket {
+    /// The (pid, fd) that first used it.
+    owner: (u32, u32),
     local: (IpAddr, u16),
     l4: L4,
     side: TapSide,
@@ -105,6 +107,8 @@ pub(crate) struct FlowStats {
 /// Turns socket events into stream events.
 pub(crate) struct SyscallFlows<L> {
     sockets: HashMap<u64, Socket>,
+    /// (pid, fd) -> the socket it names: a new socket on the same fd means the old one was closed unseen.
+    by_fd: HashMap<(u32, u32), u64>,
     flows_live: usize,
     next_id: FlowId,
     listen: L,
@@ -125,6 +129,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
     ) -> Self {
         SyscallFlows {
             sockets: HashMap::new(),
+            by_fd: HashMap::new(),
             flows_live: 0,
             next_id: 1,
             listen,
@@ -143,7 +148,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
 
     /// Sockets and flows currently tracked.
     pub(crate) fn live(&self) -> (usize, usize) {
-        (self.sockets.len(), self.flows_live)
+        (self.sockets.len().max(self.by_fd.len()), self.flows_live)
     }
 
     fn epoch_us(&self, mono_ns: u64) -> u64 {
@@ -172,6 +177,9 @@ impl<L: ListenPorts> SyscallFlows<L> {
         out: &mut Vec<StreamEvent>,
     ) {
         if let Some(s) = self.sockets.remove(&socket_id) {
+            if self.by_fd.get(&s.owner) == Some(&socket_id) {
+                self.by_fd.remove(&s.owner);
+            }
             self.flows_live -= s.flows.len();
             for f in s.flows {
                 out.push(end(f, now_us, close));
@@ -211,6 +219,11 @@ impl<L: ListenPorts> SyscallFlows<L> {
             return;
         }
         if !self.sockets.contains_key(&e.socket_id) {
+            if let Some(old) = self.by_fd.insert((e.pid, e.fd), e.socket_id) {
+                // The fd now names another socket: the old one was closed without a close() the programs saw.
+                self.end_socket(old, now_us, CloseType::Fin, out);
+                self.by_fd.insert((e.pid, e.fd), e.socket_id);
+            }
             if self.sockets.len() >= self.max_sockets {
                 self.evict_one(now_us, counters, out);
             }
@@ -222,6 +235,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
             self.sockets.insert(
                 e.socket_id,
                 Socket {
+                    owner: (e.pid, e.fd),
                     local: e.local,
                     l4: e.l4,
                     side,
@@ -438,6 +452,8 @@ impl<L: ListenPorts> SyscallFlows<L> {
             }
             !s.flows.is_empty()
         });
+        let sockets = &self.sockets;
+        self.by_fd.retain(|_, id| sockets.contains_key(id));
         idle.sort_unstable_by_key(|f| f.id);
         self.flows_live -= idle.len();
         for f in idle {
@@ -454,6 +470,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
         out: &mut Vec<StreamEvent>,
     ) {
         let mut all: Vec<Flow> = self.sockets.drain().flat_map(|(_, s)| s.flows).collect();
+        self.by_fd.clear();
         self.flows_live = 0;
         all.sort_unstable_by_key(|f| f.id);
         counters.flows_open_at_end += all.len() as u64;

@@ -1,7 +1,7 @@
 //! Live capture of socket data with eBPF (feature `ebpf`, Linux >= 5.12 with BTF, root or CAP_BPF + CAP_PERFMON).
 //!
 //! Syscall tracepoints (`sys_enter`/`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`,
-//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `connect`, `accept`, `accept4`, and `sys_enter_close`) see the
+//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first message), `connect`, `accept`, `accept4`, and `sys_enter_close`) see the
 //! bytes every process moves through its AF_INET/AF_INET6 TCP and UDP sockets. The entry programs apply the
 //! in-kernel filter ([`EbpfConfig::pids`], [`EbpfConfig::comms`], [`EbpfConfig::cgroups`]; the agent's own
 //! process is never traced), resolve the socket from the fd with CO-RE reads and note the TCP sequence number;
@@ -21,7 +21,7 @@
 //! ([`EbpfStats::ring_drops`], [`EbpfStats::lost_events`]). A flow ends on `close()`, after
 //! [`EbpfConfig::idle_timeout_us`], when the table is full ([`EbpfConfig::max_sockets`]), or when the source stops.
 //!
-//! Not covered yet: `sendfile`/`splice`, `sendmmsg`/`recvmmsg`, io_uring.
+//! Not covered yet: `sendfile`/`splice`, messages of `sendmmsg`/`recvmmsg` after the first (counted), io_uring.
 
 mod event;
 mod flows;
@@ -46,7 +46,7 @@ static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock_trace.bpf.o"));
 
 /// The eBPF programs and the tracepoints they attach to.
-pub const PROGRAMS: [(&str, &str); 23] = [
+pub const PROGRAMS: [(&str, &str); 27] = [
     ("enter_write", "sys_enter_write"),
     ("exit_write", "sys_exit_write"),
     ("enter_read", "sys_enter_read"),
@@ -63,6 +63,10 @@ pub const PROGRAMS: [(&str, &str); 23] = [
     ("exit_sendmsg", "sys_exit_sendmsg"),
     ("enter_recvmsg", "sys_enter_recvmsg"),
     ("exit_recvmsg", "sys_exit_recvmsg"),
+    ("enter_sendmmsg", "sys_enter_sendmmsg"),
+    ("exit_sendmmsg", "sys_exit_sendmmsg"),
+    ("enter_recvmmsg", "sys_enter_recvmmsg"),
+    ("exit_recvmmsg", "sys_exit_recvmmsg"),
     ("enter_connect", "sys_enter_connect"),
     ("exit_connect", "sys_exit_connect"),
     ("enter_accept", "sys_enter_accept"),
@@ -230,6 +234,8 @@ pub struct EbpfStats {
     pub duplicate_bytes: u64,
     /// UDP datagrams of unconnected sockets whose peer address could not be read (not traced).
     pub no_peer: u64,
+    /// Messages of `sendmmsg`/`recvmmsg` calls after the first (only the first is captured).
+    pub mmsg_skipped: u64,
     /// Sockets ended because the user-space table was full ([`EbpfConfig::max_sockets`]).
     pub sockets_evicted: u64,
     /// Records that could not be parsed (should stay 0).
@@ -392,6 +398,9 @@ impl EbpfSource {
         if let Ok(v) = sum(STAT_NO_PEER) {
             self.stats.no_peer = v;
         }
+        if let Ok(v) = sum(STAT_MMSG_SKIPPED) {
+            self.stats.mmsg_skipped = v;
+        }
         let f = self.flows.stats();
         self.stats.lost_events = f.lost_events;
         self.stats.reordered_events = f.reordered_events;
@@ -428,6 +437,7 @@ impl EbpfSource {
 /// `FATHOM_STAT_RING_DROPS`, `FATHOM_STAT_NO_PEER` (indexes of the kernel's `stats` map).
 const STAT_RING_DROPS: u32 = 0;
 const STAT_NO_PEER: u32 = 1;
+const STAT_MMSG_SKIPPED: u32 = 2;
 /// `FATHOM_FILTER_*`.
 const FILTER_PID: u32 = 1;
 const FILTER_COMM: u32 = 2;
