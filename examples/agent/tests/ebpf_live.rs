@@ -673,3 +673,170 @@ fn agent_logs_dns_over_udp() {
         .unwrap_or("")
         .contains("10.1.2.3"));
 }
+
+/// A one-thread relay: accept a client (socket A), read its request, send it upstream (socket B), read the
+/// response, send it back to A.
+const RELAY: &str = r#"
+import socket, sys
+port, up = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(16)
+print("ready", flush=True)
+while True:
+    a, _ = s.accept()
+    req = b""
+    while not req.endswith(b"\r\n\r\n"):
+        chunk = a.recv(4096)
+        if not chunk:
+            break
+        req += chunk
+    b = socket.create_connection(("127.0.0.1", up))
+    b.sendall(req)
+    resp = b""
+    while True:
+        chunk = b.recv(65536)
+        if not chunk:
+            break
+        resp += chunk
+    b.close()
+    a.sendall(resp)
+    a.close()
+"#;
+
+/// Thread causality: in the relay's thread, the ingress on the client's socket and the egress on the upstream
+/// socket share one syscall trace id, and so do the upstream response and the reply to the client; each
+/// request/response of the two hops carries them in `syscall_trace_id_request/response`.
+#[test]
+fn agent_links_a_relay_by_syscall_trace_id() {
+    use std::io::BufRead;
+    if !live_ok("ebpf relay", &["python3", "curl"]) {
+        return;
+    }
+    let up_port = live::free_port();
+    let _upstream = Kill(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &up_port.to_string(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 upstream"),
+    );
+    assert!(live::wait_port(up_port, Duration::from_secs(20)));
+    let port = live::free_port();
+    let mut relay = Command::new("python3")
+        .args(["-c", RELAY, &port.to_string(), &up_port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 relay");
+    let mut line = String::new();
+    std::io::BufReader::new(relay.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let relay = Kill(relay);
+    let relay_pid = relay.0.id();
+    let agent = Agent::start(&["--pid", &relay_pid.to_string()], 6);
+    for path in ["/Cargo.toml", "/nothing-here"] {
+        let st = Command::new("curl")
+            .args(["-s", "-o", "/dev/null"])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .status()
+            .expect("curl");
+        assert!(st.success());
+    }
+    let (logs, _) = agent.finish();
+    // --pid: only the relay is traced.
+    assert!(
+        logs.iter().all(|l| l.process_id == Some(relay_pid)),
+        "{logs:?}"
+    );
+    for path in ["/Cargo.toml", "/nothing-here"] {
+        let find = |side: TapSide, dst: u16| {
+            logs.iter()
+                .find(|l| {
+                    l.tap_side == side
+                        && l.port_dst == dst
+                        && l.request_resource.as_deref() == Some(path)
+                })
+                .unwrap_or_else(|| panic!("{side:?} log of {path} to {dst}: {logs:?}"))
+        };
+        let a = find(TapSide::ServerProcess, port);
+        let b = find(TapSide::ClientProcess, up_port);
+        assert!(a.syscall_trace_id_request.is_some(), "{a:?}");
+        assert!(a.syscall_trace_id_response.is_some(), "{a:?}");
+        assert_eq!(a.syscall_trace_id_request, b.syscall_trace_id_request);
+        assert_eq!(a.syscall_trace_id_response, b.syscall_trace_id_response);
+        assert_ne!(a.syscall_trace_id_request, a.syscall_trace_id_response);
+        assert_eq!(a.response_code, b.response_code);
+    }
+}
+
+/// Without privileges the agent cannot load its programs: a clear error, exit status 1, no panic. The agent runs
+/// as `nobody` (setpriv drops the ids and capabilities of the forked child).
+#[test]
+fn agent_without_privileges_fails_clearly() {
+    if !live_ok("ebpf no privileges", &["setpriv"]) {
+        return;
+    }
+    // A copy anyone may execute (the build directory may not be readable by nobody).
+    let dir = live::TempDir::new("fathom-ebpf-nopriv");
+    let bin = dir.join("fathom-agent");
+    std::fs::copy(env!("CARGO_BIN_EXE_fathom-agent"), &bin).unwrap();
+    for p in [&dir.0, &bin] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
+        .arg(&bin)
+        .args(["--ebpf", "--duration", "1", "--json", "logs"])
+        .output()
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("cannot start eBPF capture"), "{err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("Operation not permitted"),
+        "{err}"
+    );
+}
+
+/// A bad filter is refused before anything is loaded, with a message naming it.
+#[test]
+fn agent_refuses_bad_filters() {
+    for (args, want) in [
+        (
+            vec!["--comm", "a-name-longer-than-15-bytes"],
+            "invalid eBPF filter: comm",
+        ),
+        (vec!["--cgroup", "/proc"], "not a cgroup v2 directory"),
+        (vec!["--pid", "0"], "invalid eBPF filter: pid"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
+            .args(["--ebpf", "--duration", "1", "--json", "logs"])
+            .args(&args)
+            .output()
+            .expect("agent");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

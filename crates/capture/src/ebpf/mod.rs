@@ -303,15 +303,15 @@ impl EbpfSource {
     /// nothing stays attached.
     pub fn start(config: EbpfConfig) -> Result<EbpfSource, EbpfError> {
         let filters = Filters::from_config(&config)?;
+        let mut ebpf = EbpfLoader::new()
+            .load(BPF_OBJECT)
+            .map_err(EbpfError::Object)?;
+        filters.write(&mut ebpf, &config)?;
         let tracefs_mounted = if config.mount_tracefs {
             ensure_tracefs()?
         } else {
             None
         };
-        let mut ebpf = EbpfLoader::new()
-            .load(BPF_OBJECT)
-            .map_err(EbpfError::Object)?;
-        filters.write(&mut ebpf, &config)?;
         for (name, tracepoint) in PROGRAMS {
             load_program(&mut ebpf, name)?;
             let prog: &mut TracePoint = ebpf
