@@ -132,11 +132,14 @@ impl Default for EbpfConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EbpfError {
+    // The messages include the underlying error (no `source()`): aya's errors already print their own causes,
+    // and a chain printer (`{:#}`) would repeat them.
     /// The object file could not be loaded (maps created, relocations applied): no BTF, no permission...
     #[error(
-        "loading the eBPF object failed (needs a kernel with BTF, and root or CAP_BPF + CAP_PERFMON): {0}"
+        "loading the eBPF object failed (needs a kernel with BTF, and root or CAP_BPF + CAP_PERFMON): {}",
+        chain(.0)
     )]
-    Object(#[source] aya::EbpfError),
+    Object(aya::EbpfError),
     /// The filter settings are invalid (checked before anything is loaded).
     #[error("invalid eBPF filter: {what}: {reason}")]
     Filter {
@@ -151,7 +154,6 @@ pub enum EbpfError {
         /// Where it was to be mounted.
         path: &'static str,
         /// Why.
-        #[source]
         source: std::io::Error,
     },
     /// The object lacks a program or map this source needs (a build mismatch).
@@ -163,20 +165,20 @@ pub enum EbpfError {
         name: &'static str,
     },
     /// A program was rejected by the kernel (the verifier log, when there is one, is in `verifier_log`).
-    #[error("loading eBPF program `{program}` failed: {source}{}", if verifier_log.is_empty() { String::new() } else { format!("\nverifier log:\n{verifier_log}") })]
+    #[error("loading eBPF program `{program}` failed: {}{}", chain(source), if verifier_log.is_empty() { String::new() } else { format!("\nverifier log:\n{verifier_log}") })]
     Load {
         /// The program.
         program: &'static str,
         /// The kernel's error.
-        #[source]
         source: ProgramError,
         /// The verifier's output, empty if none.
         verifier_log: String,
     },
     /// A program could not be attached to its tracepoint (tracefs missing, no permission, ...).
     #[error(
-        "attaching eBPF program `{program}` to tracepoint syscalls/{tracepoint} failed: {source} \
-         (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)"
+        "attaching eBPF program `{program}` to tracepoint syscalls/{tracepoint} failed: {} \
+         (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)",
+        chain(source)
     )]
     Attach {
         /// The program.
@@ -184,30 +186,42 @@ pub enum EbpfError {
         /// The tracepoint.
         tracepoint: &'static str,
         /// The kernel's error.
-        #[source]
         source: ProgramError,
     },
     /// Writing the in-kernel configuration failed.
-    #[error("writing eBPF map `{name}` failed: {source}")]
+    #[error("writing eBPF map `{name}` failed: {}", chain(source))]
     MapWrite {
         /// The map.
         name: &'static str,
         /// Why.
-        #[source]
         source: aya::maps::MapError,
     },
     /// A map could not be opened.
-    #[error("opening eBPF map `{name}` failed: {source}")]
+    #[error("opening eBPF map `{name}` failed: {}", chain(source))]
     Map {
         /// The map.
         name: &'static str,
         /// Why.
-        #[source]
         source: aya::maps::MapError,
     },
     /// Waiting for the ring buffer failed.
     #[error("polling the eBPF ring buffer failed: {0}")]
-    Poll(#[source] std::io::Error),
+    Poll(std::io::Error),
+}
+
+/// An error and its causes on one line, each cause once (aya's messages sometimes repeat their cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 impl From<EbpfError> for CaptureError {
@@ -697,5 +711,108 @@ mod tests {
     #[test]
     fn source_is_send() {
         assert_send::<EbpfSource>();
+    }
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                == Some("0")
+        })
+    }
+
+    /// A program the verifier rejects (`bpf/test_bad.bpf.c`): the error names it and carries the verifier log;
+    /// no panic. Needs root (skips otherwise, fails under `FATHOM_REQUIRE_LIVE=1`).
+    #[test]
+    fn verifier_rejection_names_the_program_with_its_log() {
+        static BAD: &[u8] =
+            aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/test_bad.bpf.o"));
+        if !is_root() {
+            assert!(
+                std::env::var_os("FATHOM_REQUIRE_LIVE").is_none(),
+                "FATHOM_REQUIRE_LIVE is set but not running as root"
+            );
+            eprintln!("skipping: not running as root");
+            return;
+        }
+        let mut ebpf = EbpfLoader::new().load(BAD).expect("the object loads");
+        let err = load_program(&mut ebpf, "rejected_by_verifier").expect_err("verifier rejects");
+        let EbpfError::Load {
+            program,
+            verifier_log,
+            ..
+        } = &err
+        else {
+            panic!("not a load error: {err}");
+        };
+        assert_eq!(*program, "rejected_by_verifier");
+        assert!(verifier_log.contains("map_value_or_null"), "{verifier_log}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`rejected_by_verifier`") && msg.contains("verifier log:"),
+            "{msg}"
+        );
+        assert!(matches!(
+            load_program(&mut ebpf, "no_such_program"),
+            Err(EbpfError::Missing {
+                what: "program",
+                ..
+            })
+        ));
+    }
+
+    /// Bad filters are refused before anything is loaded.
+    #[test]
+    fn bad_filters_are_refused() {
+        for (config, what) in [
+            (
+                EbpfConfig {
+                    comms: vec!["sixteen-bytes-xx".into()],
+                    ..EbpfConfig::default()
+                },
+                "comm",
+            ),
+            (
+                EbpfConfig {
+                    comms: vec![String::new()],
+                    ..EbpfConfig::default()
+                },
+                "comm",
+            ),
+            (
+                EbpfConfig {
+                    pids: vec![0],
+                    ..EbpfConfig::default()
+                },
+                "pid",
+            ),
+            (
+                EbpfConfig {
+                    pids: (1..=MAX_FILTER_PIDS as u32 + 1).collect(),
+                    ..EbpfConfig::default()
+                },
+                "pid",
+            ),
+            (
+                EbpfConfig {
+                    cgroups: vec![PathBuf::from("/nonexistent/cgroup")],
+                    ..EbpfConfig::default()
+                },
+                "cgroup",
+            ),
+        ] {
+            match Filters::from_config(&config) {
+                Err(EbpfError::Filter { what: w, .. }) => assert_eq!(w, what),
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("accepted {config:?}"),
+            }
+        }
+        let ok = EbpfConfig {
+            comms: vec!["fifteen-bytes-x".into()],
+            pids: vec![1],
+            ..EbpfConfig::default()
+        };
+        assert!(Filters::from_config(&ok).is_ok());
     }
 }
