@@ -840,3 +840,82 @@ fn agent_refuses_bad_filters() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// The cgroup v2 mount point (from /proc/self/mounts).
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
+    })
+}
+
+/// A cgroup removed on drop (after its processes are gone).
+struct Cgroup(Vec<std::path::PathBuf>);
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
+/// `--cgroup PATH`: only processes in PATH or below it are traced (in the kernel): a curl started in a child
+/// cgroup of PATH is logged, a curl outside it and the server (outside) are not.
+#[test]
+fn agent_filters_by_cgroup() {
+    if !live_ok("ebpf cgroup", &["python3", "curl", "sh"]) {
+        return;
+    }
+    let Some(root) = cgroup2_mount() else {
+        return skip("no cgroup v2 hierarchy is mounted");
+    };
+    let outer = root.join(format!("fathom-ebpf-test-{}", std::process::id()));
+    let inner = outer.join("inner");
+    std::fs::create_dir_all(&inner).expect("create cgroup");
+    let _cg = Cgroup(vec![outer.clone(), inner.clone()]);
+    let port = live::free_port();
+    let _server = Kill(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3"),
+    );
+    assert!(live::wait_port(port, Duration::from_secs(20)));
+    let agent = Agent::start(&["--cgroup", outer.to_str().unwrap()], 5);
+    let inside = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec curl -s -o /dev/null http://127.0.0.1:{port}/inside",
+            inner.display()
+        ))
+        .spawn()
+        .expect("sh");
+    let inside_pid = inside.id();
+    assert!(inside.wait_with_output().unwrap().status.success());
+    let st = Command::new("curl")
+        .args(["-s", "-o", "/dev/null"])
+        .arg(format!("http://127.0.0.1:{port}/outside"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (logs, _) = agent.finish();
+    let ours: Vec<&RequestLog> = logs.iter().filter(|l| l.port_dst == port).collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let l = ours[0];
+    assert_eq!(l.request_resource.as_deref(), Some("/inside"));
+    assert_eq!(l.tap_side, TapSide::ClientProcess);
+    // `exec` keeps the pid of the shell that joined the cgroup.
+    assert_eq!(l.process_id, Some(inside_pid));
+    assert_eq!(l.process_name.as_deref(), Some("curl"));
+    assert_eq!(l.response_code, Some(404));
+}
