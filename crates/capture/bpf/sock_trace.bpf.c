@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
 /* Socket data of running processes from syscall tracepoints, for AF_INET/AF_INET6 TCP and UDP sockets:
- *   data:    read/write, readv/writev (first MAX_IOV iovecs), recvfrom/sendto, recvmsg/sendmsg
+ *   data:    read/write, readv/writev (first MAX_IOV iovecs), recvfrom/sendto, recvmsg/sendmsg, recvmmsg/sendmmsg
+ *            (the first message)
  *   roles:   connect (client), accept/accept4 (server)
  *   end:     close
  * The entry programs check the in-kernel filter (config map), resolve fd -> struct socket -> sock with CO-RE reads,
@@ -37,6 +38,15 @@ struct args {
 	__u32 syscall;
 	__u32 tcp_seq;
 	__u32 flags; /* FATHOM_FLAG_TCP_SEQ */
+	__u64 mlen;  /* sendmmsg/recvmmsg: user address of the first message's msg_len, filled by the kernel */
+	__u64 ino;   /* the socket's inode number */
+};
+
+/* A socket: its struct sock and its sockfs inode number (the pointer alone may be reused after a close the programs
+ * never saw, e.g. at process exit; the inode numbers of new sockets keep increasing). */
+struct sock_key {
+	__u64 sk;
+	__u64 ino;
 };
 
 /* The event plus slack, so that the verifier can prove iovec copies in bounds: either offset <= MAX - TAIL and
@@ -100,7 +110,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__type(key, struct sock_key);
 	__type(value, struct sock_state);
 } socks SEC(".maps");
 
@@ -161,6 +171,15 @@ static __always_inline struct fathom_config *get_config(void)
 	return bpf_map_lookup_elem(&fathom_config, &zero);
 }
 
+/* The process's name: the comm of the thread group leader (a worker thread may have renamed itself). */
+static __always_inline void process_comm(char *comm)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	if (!leader || bpf_core_read_str(comm, FATHOM_COMM_LEN, &leader->comm) <= 0)
+		bpf_get_current_comm(comm, FATHOM_COMM_LEN);
+}
+
 /* Whether the current thread passes the in-kernel filter. */
 static __always_inline int traced(__u64 pid_tgid)
 {
@@ -177,7 +196,7 @@ static __always_inline int traced(__u64 pid_tgid)
 		return 0;
 	if (filters & FATHOM_FILTER_COMM) {
 		char comm[FATHOM_COMM_LEN] = {};
-		bpf_get_current_comm(comm, sizeof(comm));
+		process_comm(comm);
 		if (!bpf_map_lookup_elem(&filter_comms, comm))
 			return 0;
 	}
@@ -200,7 +219,7 @@ static __always_inline int traced(__u64 pid_tgid)
 #include "ssl_trace.h" /* OpenSSL uprobes; on_enter/on_exit call ssl_syscall_enter/ssl_syscall_is_ciphertext */
 
 /* fd -> struct sock of an AF_INET/AF_INET6 TCP or UDP socket, NULL otherwise. */
-static __always_inline struct sock *inet_sock_of_fd(__u32 fd)
+static __always_inline struct sock *inet_sock_of_fd(__u32 fd, __u64 *ino)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -216,6 +235,7 @@ static __always_inline struct sock *inet_sock_of_fd(__u32 fd)
 	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
 		return NULL;
+	*ino = BPF_CORE_READ(file, f_inode, i_ino);
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	if (!sock)
 		return NULL;
@@ -288,15 +308,16 @@ static __always_inline int peer_from_sockaddr(struct fathom_sock_event *e, __u64
 	return -1;
 }
 
-/* The state of `sk`, created with `role` when missing. */
-static __always_inline struct sock_state *sock_state_of(__u64 sk, __u8 role)
+/* The state of a socket, created with `role` when missing, or anew when `fresh` (connect, accept). */
+static __always_inline struct sock_state *sock_state_of(__u64 sk, __u64 ino, __u8 role, int fresh)
 {
-	struct sock_state *st = bpf_map_lookup_elem(&socks, &sk);
+	struct sock_key k = {.sk = sk, .ino = ino};
+	struct sock_state *st = fresh ? NULL : bpf_map_lookup_elem(&socks, &k);
 	if (st)
 		return st;
 	struct sock_state n = {.socket_id = next_id(0), .seq = 0, .role = role};
-	bpf_map_update_elem(&socks, &sk, &n, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&socks, &sk);
+	bpf_map_update_elem(&socks, &k, &n, fresh ? BPF_ANY : BPF_NOEXIST);
+	return bpf_map_lookup_elem(&socks, &k);
 }
 
 /* The syscall trace id of a data event (DeepFlow's thread causality): an ingress starts a new id unless it
@@ -334,7 +355,7 @@ static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, s
 	e->len = 0;
 	e->captured = 0;
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	process_comm(e->comm);
 	fill_addrs(e, sk);
 	return e;
 }
@@ -386,10 +407,12 @@ static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u64 add
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id))
 		return 0;
-	struct sock *sk = inet_sock_of_fd((__u32)fd);
+	__u64 ino = 0;
+	struct sock *sk = inet_sock_of_fd((__u32)fd, &ino);
 	if (!sk)
 		return 0;
-	struct args a = {.buf = buf,
+	struct args a = {.ino = ino,
+			 .buf = buf,
 			 .iovcnt = iovcnt,
 			 .ts = bpf_ktime_get_ns(),
 			 .sk = (__u64)sk,
@@ -431,9 +454,10 @@ static __always_inline int on_exit(long ret, __u8 kind)
 		}
 	}
 	/* UDP has no connect/accept for a server: who sends first is the client. */
-	struct sock_state *st = sock_state_of(saved.sk, e->l4 == IPPROTO_UDP
-								? (ingress ? FATHOM_ROLE_SERVER : FATHOM_ROLE_CLIENT)
-								: FATHOM_ROLE_UNKNOWN);
+	struct sock_state *st = sock_state_of(saved.sk, saved.ino,
+					      e->l4 == IPPROTO_UDP ? (ingress ? FATHOM_ROLE_SERVER : FATHOM_ROLE_CLIENT)
+								   : FATHOM_ROLE_UNKNOWN,
+					      0);
 	if (!st)
 		return 0;
 	e->ts_enter_ns = saved.ts;
@@ -568,6 +592,64 @@ int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
 }
 
+/* sendmmsg/recvmmsg: the first message of the vector is traced like sendmsg/recvmsg (its length is its msg_len,
+ * which the kernel fills in); the others are counted in FATHOM_STAT_MMSG_SKIPPED. */
+static __always_inline int on_enter_mmsg(__u64 fd, __u64 vec, __u64 vlen, __u32 syscall, int ingress)
+{
+	if (!vlen)
+		return 0;
+	int r = on_enter_msg(fd, vec, syscall, ingress);
+	__u64 id = bpf_get_current_pid_tgid();
+	struct args *a = bpf_map_lookup_elem(&active, &id);
+	if (a && a->syscall == syscall)
+		a->mlen = vec + __builtin_offsetof(struct mmsghdr, msg_len);
+	return r;
+}
+
+static __always_inline int on_exit_mmsg(long ret, __u8 kind)
+{
+	if (ret <= 0)
+		return on_exit(ret, kind);
+	if (ret > 1) {
+		__u32 stat = FATHOM_STAT_MMSG_SKIPPED;
+		__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+		if (v)
+			*v += (__u64)(ret - 1);
+	}
+	__u64 id = bpf_get_current_pid_tgid();
+	struct args *a = bpf_map_lookup_elem(&active, &id);
+	if (!a)
+		return 0;
+	__u32 len = 0;
+	if (!a->mlen || bpf_probe_read_user(&len, sizeof(len), (const void *)a->mlen))
+		len = 0;
+	return on_exit((long)len, kind);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_mmsg(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_SENDMMSG, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit_mmsg(ctx->ret, FATHOM_KIND_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_mmsg(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_RECVMMSG, 1);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit_mmsg(ctx->ret, FATHOM_KIND_INGRESS);
+}
+
 /* An event without data for `sk` (connect, accept, close). */
 static __always_inline void emit_control(__u64 id, __u32 fd, struct sock *sk, struct sock_state *st, __u8 kind,
 					 __u8 syscall, __u64 ts_enter)
@@ -599,7 +681,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	bpf_map_delete_elem(&active, &id);
 	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
-	struct sock_state *st = sock_state_of(saved.sk, FATHOM_ROLE_CLIENT);
+	struct sock_state *st = sock_state_of(saved.sk, saved.ino, FATHOM_ROLE_CLIENT, 1);
 	if (!st)
 		return 0;
 	st->role = FATHOM_ROLE_CLIENT;
@@ -627,11 +709,11 @@ static __always_inline int on_exit_accept(long ret)
 	bpf_map_delete_elem(&active, &id);
 	if (ret < 0)
 		return 0;
-	struct sock *sk = inet_sock_of_fd((__u32)ret);
+	__u64 ino = 0;
+	struct sock *sk = inet_sock_of_fd((__u32)ret, &ino);
 	if (!sk)
 		return 0;
-	__u64 key = (__u64)sk;
-	struct sock_state *st = sock_state_of(key, FATHOM_ROLE_SERVER);
+	struct sock_state *st = sock_state_of((__u64)sk, ino, FATHOM_ROLE_SERVER, 1);
 	if (!st)
 		return 0;
 	st->role = FATHOM_ROLE_SERVER;
@@ -671,10 +753,11 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!traced(id))
 		return 0;
 	__u32 fd = (__u32)ctx->args[0];
-	struct sock *sk = inet_sock_of_fd(fd);
+	struct sock_key key = {};
+	struct sock *sk = inet_sock_of_fd(fd, &key.ino);
 	if (!sk)
 		return 0;
-	__u64 key = (__u64)sk;
+	key.sk = (__u64)sk;
 	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
 	if (!st)
 		return 0; /* never traced */

@@ -13,9 +13,9 @@
 
 #include <bpf/bpf_tracing.h>
 
-static __always_inline struct sock *inet_sock_of_fd(__u32 fd);
+static __always_inline struct sock *inet_sock_of_fd(__u32 fd, __u64 *ino);
 static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, struct sock *sk);
-static __always_inline struct sock_state *sock_state_of(__u64 sk, __u8 role);
+static __always_inline struct sock_state *sock_state_of(__u64 sk, __u64 ino, __u8 role, int fresh);
 static __always_inline __u64 trace_id_of(__u64 pid_tgid, __u64 socket_id, int ingress);
 static __always_inline void submit(struct fathom_sock_event *e, struct sock_state *st, __u64 n);
 
@@ -199,7 +199,8 @@ int ssl_ret(struct pt_regs *ctx)
 		ssl_count(SSL_CNT_NO_FD);
 		return 0;
 	}
-	struct sock *sk = inet_sock_of_fd(fd);
+	__u64 ino = 0;
+	struct sock *sk = inet_sock_of_fd(fd, &ino);
 	if (!sk) {
 		ssl_count(SSL_CNT_NO_FD);
 		return 0;
@@ -209,7 +210,7 @@ int ssl_ret(struct pt_regs *ctx)
 		return 0;
 	if (e->rport == 0 || e->l4 != IPPROTO_TCP)
 		return 0;
-	struct sock_state *st = sock_state_of((__u64)sk, FATHOM_ROLE_UNKNOWN);
+	struct sock_state *st = sock_state_of((__u64)sk, ino, FATHOM_ROLE_UNKNOWN, 0);
 	if (!st)
 		return 0;
 	int ingress = c.op == SSL_OP_READ;

@@ -287,10 +287,20 @@ pub fn run_ebpf(
             path.display()
         );
     }
+    tracing::info!(
+        programs = fathom_capture::ebpf::PROGRAMS.len(),
+        "eBPF capture started."
+    );
     let loss = source.loss_handle();
     let stats = run_source(source, options, out)?;
     let drops = loss.ring_drops.load(Ordering::Relaxed);
     let lost = loss.lost_events.load(Ordering::Relaxed);
+    tracing::info!(
+        events = loss.events.load(Ordering::Relaxed),
+        ring_drops = drops,
+        lost_events = lost,
+        "eBPF capture done."
+    );
     if drops > 0 || lost > 0 {
         tracing::warn!(
             ring_drops = drops,

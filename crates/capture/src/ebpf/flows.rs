@@ -82,6 +82,8 @@ struct Flow {
 
 /// One traced socket: its flows (one for TCP and connected UDP, one per peer for unconnected UDP).
 struct Socket {
+    /// The (pid, fd) that first used it.
+    owner: (u32, u32),
     local: (IpAddr, u16),
     l4: L4,
     side: TapSide,
@@ -111,6 +113,8 @@ pub(crate) struct FlowStats {
 /// Turns socket events into stream events.
 pub(crate) struct SyscallFlows<L> {
     sockets: HashMap<u64, Socket>,
+    /// (pid, fd) -> the socket it names: a new socket on the same fd means the old one was closed unseen.
+    by_fd: HashMap<(u32, u32), u64>,
     flows_live: usize,
     next_id: FlowId,
     listen: L,
@@ -131,6 +135,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
     ) -> Self {
         SyscallFlows {
             sockets: HashMap::new(),
+            by_fd: HashMap::new(),
             flows_live: 0,
             next_id: 1,
             listen,
@@ -149,7 +154,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
 
     /// Sockets and flows currently tracked.
     pub(crate) fn live(&self) -> (usize, usize) {
-        (self.sockets.len(), self.flows_live)
+        (self.sockets.len().max(self.by_fd.len()), self.flows_live)
     }
 
     fn epoch_us(&self, mono_ns: u64) -> u64 {
@@ -178,6 +183,9 @@ impl<L: ListenPorts> SyscallFlows<L> {
         out: &mut Vec<StreamEvent>,
     ) {
         if let Some(s) = self.sockets.remove(&socket_id) {
+            if self.by_fd.get(&s.owner) == Some(&socket_id) {
+                self.by_fd.remove(&s.owner);
+            }
             self.flows_live -= s.flows.len();
             for f in s.flows {
                 out.push(end(f, now_us, close));
@@ -217,6 +225,11 @@ impl<L: ListenPorts> SyscallFlows<L> {
             return;
         }
         if !self.sockets.contains_key(&e.socket_id) {
+            if let Some(old) = self.by_fd.insert((e.pid, e.fd), e.socket_id) {
+                // The fd now names another socket: the old one was closed without a close() the programs saw.
+                self.end_socket(old, now_us, CloseType::Fin, out);
+                self.by_fd.insert((e.pid, e.fd), e.socket_id);
+            }
             if self.sockets.len() >= self.max_sockets {
                 self.evict_one(now_us, counters, out);
             }
@@ -228,6 +241,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
             self.sockets.insert(
                 e.socket_id,
                 Socket {
+                    owner: (e.pid, e.fd),
                     local: e.local,
                     l4: e.l4,
                     side,
@@ -467,6 +481,8 @@ impl<L: ListenPorts> SyscallFlows<L> {
             }
             !s.flows.is_empty()
         });
+        let sockets = &self.sockets;
+        self.by_fd.retain(|_, id| sockets.contains_key(id));
         idle.sort_unstable_by_key(|f| f.id);
         self.flows_live -= idle.len();
         for f in idle {
@@ -483,6 +499,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
         out: &mut Vec<StreamEvent>,
     ) {
         let mut all: Vec<Flow> = self.sockets.drain().flat_map(|(_, s)| s.flows).collect();
+        self.by_fd.clear();
         self.flows_live = 0;
         all.sort_unstable_by_key(|f| f.id);
         counters.flows_open_at_end += all.len() as u64;
@@ -515,7 +532,7 @@ fn end(f: Flow, time_us: u64, close: CloseType) -> StreamEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::super::event::tests::{record, set_tls};
+    use super::super::event::tests::{record, set_tls, Rec};
     use super::*;
 
     struct Fixed(&'static [u16]);
@@ -661,6 +678,178 @@ mod tests {
         assert_eq!(ch[2].direction, Direction::ServerToClient);
         let st = fl.stats();
         assert_eq!((st.tls_events, st.tls_ciphertext_dropped), (2, 1));
+    }
+
+    fn push(
+        fl: &mut SyscallFlows<Fixed>,
+        c: &mut Counters,
+        out: &mut Vec<StreamEvent>,
+        r: Rec,
+        d: &[u8],
+    ) {
+        let b = r.build(d);
+        fl.push(&SockEvent::parse(&b).unwrap(), c, out);
+    }
+
+    /// Holes in a socket's event numbering are counted; with TCP sequence numbers the missing bytes become
+    /// `gap_before`, and bytes seen twice (a peek) are dropped.
+    #[test]
+    fn lost_events_and_tcp_sequence_gaps() {
+        let mut fl = SyscallFlows::new(Fixed(&[]), 0, 60_000_000, 1024);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        let base = Rec {
+            role: 1,
+            socket_id: 7,
+            local: ([127, 0, 0, 1], 40000),
+            remote: ([127, 0, 0, 1], 6379),
+            ..Rec::default()
+        };
+        push(&mut fl, &mut c, &mut out, Rec { kind: 3, ..base }, b"");
+        let data = |seq, tcp, len| Rec {
+            sock_seq: seq,
+            tcp_seq: Some(tcp),
+            len,
+            ..base
+        };
+        push(&mut fl, &mut c, &mut out, data(1, 1000, 4), b"abcd");
+        // Events 2 and 3 (8 bytes) were lost.
+        push(&mut fl, &mut c, &mut out, data(4, 1012, 4), b"mnop");
+        // A re-read of the last 2 bytes plus 2 new ones.
+        push(&mut fl, &mut c, &mut out, data(5, 1014, 4), b"opqr");
+        let ch = chunks(&out);
+        assert_eq!(ch.len(), 3);
+        assert_eq!((ch[0].seq, ch[0].gap_before), (Some(1000), 0));
+        assert_eq!((ch[1].seq, ch[1].gap_before), (Some(1012), 8));
+        assert_eq!((ch[2].seq, &ch[2].bytes[..]), (Some(1016), &b"qr"[..]));
+        assert_eq!(ch[2].gap_before, 0);
+        let st = fl.stats();
+        assert_eq!((st.lost_events, st.duplicate_bytes), (2, 2));
+        assert_eq!(c.tcp_lost_bytes, 8);
+        // The role came from connect: the local process is the client, whatever the ports say.
+        assert_eq!(ch[0].flow.port_dst, 6379);
+        assert!(matches!(
+            ch[0].origin,
+            ChunkOrigin::Syscall {
+                side: TapSide::ClientProcess,
+                ..
+            }
+        ));
+        // An event numbered before the last one is counted as reordered, not lost.
+        push(&mut fl, &mut c, &mut out, data(3, 1020, 1), b"s");
+        assert_eq!(fl.stats().reordered_events, 1);
+        push(
+            &mut fl,
+            &mut c,
+            &mut out,
+            Rec {
+                kind: 2,
+                sock_seq: 6,
+                ..base
+            },
+            b"",
+        );
+        assert_eq!(fl.live(), (0, 0));
+        assert_eq!(fl.stats().lost_events, 2);
+    }
+
+    /// An unconnected UDP server socket: one flow per peer, one chunk per datagram, trace ids passed on; a server
+    /// role makes the peer the client.
+    #[test]
+    fn udp_flows_per_peer() {
+        let mut fl = SyscallFlows::new(Fixed(&[]), 0, 60_000_000, 1024);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        let srv = Rec {
+            l4: 17,
+            role: 2,
+            socket_id: 9,
+            local: ([127, 0, 0, 1], 53),
+            ..Rec::default()
+        };
+        for (i, peer) in [40001u16, 40002, 40001].into_iter().enumerate() {
+            push(
+                &mut fl,
+                &mut c,
+                &mut out,
+                Rec {
+                    kind: 1,
+                    sock_seq: i as u32,
+                    remote: ([127, 0, 0, 1], peer),
+                    len: 5,
+                    trace_id: 77,
+                    ..srv
+                },
+                b"query",
+            );
+        }
+        let ch = chunks(&out);
+        assert_eq!(ch.len(), 3);
+        assert_eq!(ch[0].flow.l4_protocol, L4Protocol::Udp);
+        assert_eq!((ch[0].flow.port_src, ch[0].flow.port_dst), (40001, 53));
+        assert_eq!(ch[0].direction, Direction::ClientToServer);
+        assert_ne!(ch[0].flow_id, ch[1].flow_id);
+        assert_eq!(ch[0].flow_id, ch[2].flow_id);
+        assert_eq!(ch[0].seq, None);
+        assert!(matches!(
+            ch[0].origin,
+            ChunkOrigin::Syscall {
+                syscall_trace_id: 77,
+                side: TapSide::ServerProcess,
+                ..
+            }
+        ));
+        assert_eq!(fl.live(), (1, 2));
+        fl.expire(1_000_000_000_000, &mut c, &mut out);
+        assert_eq!(fl.live(), (0, 0));
+    }
+
+    /// A full table ends its least recently active socket (`evicted`), and a new socket on a known fd ends the
+    /// old one.
+    #[test]
+    fn table_is_capped_and_fd_reuse_ends_the_old_socket() {
+        let mut fl = SyscallFlows::new(Fixed(&[]), 0, 60_000_000, 2);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        for (id, fd, ts) in [(1u64, 3u32, 1_000u64), (2, 4, 2_000), (3, 5, 3_000)] {
+            push(
+                &mut fl,
+                &mut c,
+                &mut out,
+                Rec {
+                    kind: 4,
+                    socket_id: id,
+                    fd,
+                    role: 2,
+                    ts_ns: ts * 1000,
+                    ..Rec::default()
+                },
+                b"",
+            );
+        }
+        assert_eq!(fl.live(), (2, 2));
+        assert_eq!(fl.stats().sockets_evicted, 1);
+        assert!(
+            matches!(&out[0], StreamEvent::FlowEnd(e) if e.record.close_type == CloseType::Evicted)
+        );
+        // fd 5 now names socket 4: socket 3 ended.
+        push(
+            &mut fl,
+            &mut c,
+            &mut out,
+            Rec {
+                kind: 4,
+                socket_id: 4,
+                fd: 5,
+                role: 2,
+                ..Rec::default()
+            },
+            b"",
+        );
+        assert_eq!(fl.live(), (2, 2));
+        assert!(
+            matches!(out.last(), Some(StreamEvent::FlowEnd(e)) if e.record.close_type == CloseType::Fin)
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Live capture of socket data with eBPF (feature `ebpf`, Linux >= 5.12 with BTF, root or CAP_BPF + CAP_PERFMON).
 //!
 //! Syscall tracepoints (`sys_enter`/`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`,
-//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `connect`, `accept`, `accept4`, and `sys_enter_close`) see the
+//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first message), `connect`, `accept`, `accept4`, and `sys_enter_close`) see the
 //! bytes every process moves through its AF_INET/AF_INET6 TCP and UDP sockets. The entry programs apply the
 //! in-kernel filter ([`EbpfConfig::pids`], [`EbpfConfig::comms`], [`EbpfConfig::cgroups`]; the agent's own
 //! process is never traced), resolve the socket from the fd with CO-RE reads and note the TCP sequence number;
@@ -25,7 +25,7 @@
 //! socket, with `tls_plaintext` set, and the ciphertext of those calls is not reported (see [`ssl`] and
 //! `docs/ebpf.md`).
 //!
-//! Not covered yet: `sendfile`/`splice`, `sendmmsg`/`recvmmsg`, io_uring.
+//! Not covered yet: `sendfile`/`splice`, messages of `sendmmsg`/`recvmmsg` after the first (counted), io_uring.
 
 mod event;
 mod flows;
@@ -52,7 +52,7 @@ static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock_trace.bpf.o"));
 
 /// The eBPF programs and the tracepoints they attach to.
-pub const PROGRAMS: [(&str, &str); 23] = [
+pub const PROGRAMS: [(&str, &str); 27] = [
     ("enter_write", "sys_enter_write"),
     ("exit_write", "sys_exit_write"),
     ("enter_read", "sys_enter_read"),
@@ -69,6 +69,10 @@ pub const PROGRAMS: [(&str, &str); 23] = [
     ("exit_sendmsg", "sys_exit_sendmsg"),
     ("enter_recvmsg", "sys_enter_recvmsg"),
     ("exit_recvmsg", "sys_exit_recvmsg"),
+    ("enter_sendmmsg", "sys_enter_sendmmsg"),
+    ("exit_sendmmsg", "sys_exit_sendmmsg"),
+    ("enter_recvmmsg", "sys_enter_recvmmsg"),
+    ("exit_recvmmsg", "sys_exit_recvmmsg"),
     ("enter_connect", "sys_enter_connect"),
     ("exit_connect", "sys_exit_connect"),
     ("enter_accept", "sys_enter_accept"),
@@ -137,11 +141,14 @@ impl Default for EbpfConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EbpfError {
+    // The messages include the underlying error (no `source()`): aya's errors already print their own causes,
+    // and a chain printer (`{:#}`) would repeat them.
     /// The object file could not be loaded (maps created, relocations applied): no BTF, no permission...
     #[error(
-        "loading the eBPF object failed (needs a kernel with BTF, and root or CAP_BPF + CAP_PERFMON): {0}"
+        "loading the eBPF object failed (needs a kernel with BTF, and root or CAP_BPF + CAP_PERFMON): {}",
+        chain(.0)
     )]
-    Object(#[source] aya::EbpfError),
+    Object(aya::EbpfError),
     /// The filter settings are invalid (checked before anything is loaded).
     #[error("invalid eBPF filter: {what}: {reason}")]
     Filter {
@@ -156,7 +163,6 @@ pub enum EbpfError {
         /// Where it was to be mounted.
         path: &'static str,
         /// Why.
-        #[source]
         source: std::io::Error,
     },
     /// The object lacks a program or map this source needs (a build mismatch).
@@ -168,20 +174,20 @@ pub enum EbpfError {
         name: &'static str,
     },
     /// A program was rejected by the kernel (the verifier log, when there is one, is in `verifier_log`).
-    #[error("loading eBPF program `{program}` failed: {source}{}", if verifier_log.is_empty() { String::new() } else { format!("\nverifier log:\n{verifier_log}") })]
+    #[error("loading eBPF program `{program}` failed: {}{}", chain(source), if verifier_log.is_empty() { String::new() } else { format!("\nverifier log:\n{verifier_log}") })]
     Load {
         /// The program.
         program: &'static str,
         /// The kernel's error.
-        #[source]
         source: ProgramError,
         /// The verifier's output, empty if none.
         verifier_log: String,
     },
     /// A program could not be attached to its tracepoint (tracefs missing, no permission, ...).
     #[error(
-        "attaching eBPF program `{program}` to tracepoint syscalls/{tracepoint} failed: {source} \
-         (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)"
+        "attaching eBPF program `{program}` to tracepoint syscalls/{tracepoint} failed: {} \
+         (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)",
+        chain(source)
     )]
     Attach {
         /// The program.
@@ -189,33 +195,45 @@ pub enum EbpfError {
         /// The tracepoint.
         tracepoint: &'static str,
         /// The kernel's error.
-        #[source]
         source: ProgramError,
     },
     /// Writing the in-kernel configuration failed.
-    #[error("writing eBPF map `{name}` failed: {source}")]
+    #[error("writing eBPF map `{name}` failed: {}", chain(source))]
     MapWrite {
         /// The map.
         name: &'static str,
         /// Why.
-        #[source]
         source: aya::maps::MapError,
     },
     /// A map could not be opened.
-    #[error("opening eBPF map `{name}` failed: {source}")]
+    #[error("opening eBPF map `{name}` failed: {}", chain(source))]
     Map {
         /// The map.
         name: &'static str,
         /// Why.
-        #[source]
         source: aya::maps::MapError,
     },
     /// Waiting for the ring buffer failed.
     #[error("polling the eBPF ring buffer failed: {0}")]
-    Poll(#[source] std::io::Error),
+    Poll(std::io::Error),
     /// An OpenSSL library could not be hooked.
     #[error(transparent)]
     Ssl(#[from] SslError),
+}
+
+/// An error and its causes on one line, each cause once (aya's messages sometimes repeat their cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 impl From<EbpfError> for CaptureError {
@@ -242,6 +260,8 @@ pub struct EbpfStats {
     pub duplicate_bytes: u64,
     /// UDP datagrams of unconnected sockets whose peer address could not be read (not traced).
     pub no_peer: u64,
+    /// Messages of `sendmmsg`/`recvmmsg` calls after the first (only the first is captured).
+    pub mmsg_skipped: u64,
     /// Sockets ended because the user-space table was full ([`EbpfConfig::max_sockets`]).
     pub sockets_evicted: u64,
     /// Records that could not be parsed (should stay 0).
@@ -324,15 +344,15 @@ impl EbpfSource {
     /// nothing stays attached.
     pub fn start(config: EbpfConfig) -> Result<EbpfSource, EbpfError> {
         let filters = Filters::from_config(&config)?;
+        let mut ebpf = EbpfLoader::new()
+            .load(BPF_OBJECT)
+            .map_err(EbpfError::Object)?;
+        filters.write(&mut ebpf, &config)?;
         let tracefs_mounted = if config.mount_tracefs {
             ensure_tracefs()?
         } else {
             None
         };
-        let mut ebpf = EbpfLoader::new()
-            .load(BPF_OBJECT)
-            .map_err(EbpfError::Object)?;
-        filters.write(&mut ebpf, &config)?;
         for (name, tracepoint) in PROGRAMS {
             load_program(&mut ebpf, name)?;
             let prog: &mut TracePoint = ebpf
@@ -437,6 +457,9 @@ impl EbpfSource {
             self.stats.ssl_unknown_socket = sum(ssl::CNT_NO_FD);
         }
         self.stats.ssl_libraries.clone_from(&self.ssl.attached);
+        if let Ok(v) = sum(STAT_MMSG_SKIPPED) {
+            self.stats.mmsg_skipped = v;
+        }
         let f = self.flows.stats();
         self.stats.ssl_plaintext_events = f.tls_events;
         self.stats.ssl_ciphertext_dropped = f.tls_ciphertext_dropped;
@@ -475,6 +498,7 @@ impl EbpfSource {
 /// `FATHOM_STAT_RING_DROPS`, `FATHOM_STAT_NO_PEER` (indexes of the kernel's `stats` map).
 const STAT_RING_DROPS: u32 = 0;
 const STAT_NO_PEER: u32 = 1;
+const STAT_MMSG_SKIPPED: u32 = 2;
 /// `FATHOM_FILTER_*`.
 const FILTER_PID: u32 = 1;
 const FILTER_COMM: u32 = 2;
@@ -741,5 +765,108 @@ mod tests {
     #[test]
     fn source_is_send() {
         assert_send::<EbpfSource>();
+    }
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                == Some("0")
+        })
+    }
+
+    /// A program the verifier rejects (`bpf/test_bad.bpf.c`): the error names it and carries the verifier log;
+    /// no panic. Needs root (skips otherwise, fails under `FATHOM_REQUIRE_LIVE=1`).
+    #[test]
+    fn verifier_rejection_names_the_program_with_its_log() {
+        static BAD: &[u8] =
+            aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/test_bad.bpf.o"));
+        if !is_root() {
+            assert!(
+                std::env::var_os("FATHOM_REQUIRE_LIVE").is_none(),
+                "FATHOM_REQUIRE_LIVE is set but not running as root"
+            );
+            eprintln!("skipping: not running as root");
+            return;
+        }
+        let mut ebpf = EbpfLoader::new().load(BAD).expect("the object loads");
+        let err = load_program(&mut ebpf, "rejected_by_verifier").expect_err("verifier rejects");
+        let EbpfError::Load {
+            program,
+            verifier_log,
+            ..
+        } = &err
+        else {
+            panic!("not a load error: {err}");
+        };
+        assert_eq!(*program, "rejected_by_verifier");
+        assert!(verifier_log.contains("map_value_or_null"), "{verifier_log}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`rejected_by_verifier`") && msg.contains("verifier log:"),
+            "{msg}"
+        );
+        assert!(matches!(
+            load_program(&mut ebpf, "no_such_program"),
+            Err(EbpfError::Missing {
+                what: "program",
+                ..
+            })
+        ));
+    }
+
+    /// Bad filters are refused before anything is loaded.
+    #[test]
+    fn bad_filters_are_refused() {
+        for (config, what) in [
+            (
+                EbpfConfig {
+                    comms: vec!["sixteen-bytes-xx".into()],
+                    ..EbpfConfig::default()
+                },
+                "comm",
+            ),
+            (
+                EbpfConfig {
+                    comms: vec![String::new()],
+                    ..EbpfConfig::default()
+                },
+                "comm",
+            ),
+            (
+                EbpfConfig {
+                    pids: vec![0],
+                    ..EbpfConfig::default()
+                },
+                "pid",
+            ),
+            (
+                EbpfConfig {
+                    pids: (1..=MAX_FILTER_PIDS as u32 + 1).collect(),
+                    ..EbpfConfig::default()
+                },
+                "pid",
+            ),
+            (
+                EbpfConfig {
+                    cgroups: vec![PathBuf::from("/nonexistent/cgroup")],
+                    ..EbpfConfig::default()
+                },
+                "cgroup",
+            ),
+        ] {
+            match Filters::from_config(&config) {
+                Err(EbpfError::Filter { what: w, .. }) => assert_eq!(w, what),
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("accepted {config:?}"),
+            }
+        }
+        let ok = EbpfConfig {
+            comms: vec!["fifteen-bytes-x".into()],
+            pids: vec![1],
+            ..EbpfConfig::default()
+        };
+        assert!(Filters::from_config(&ok).is_ok());
     }
 }

@@ -57,22 +57,23 @@ impl Default for SslConfig {
     }
 }
 
-/// Why OpenSSL hooks could not be set.
+/// Why OpenSSL hooks could not be set. The messages include the underlying error (no `source()`, as for
+/// [`super::EbpfError`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SslError {
     /// A configured library cannot be read.
-    #[error("OpenSSL library {path}: {source}")]
+    #[error("OpenSSL library {}: {error}", path.display())]
     Unreadable {
         /// The path.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A library lacks a symbol the hooks need (not OpenSSL's libssl, or stripped of its dynamic symbols).
     #[error(
-        "OpenSSL library {path} has no symbol `{symbol}` (is it OpenSSL's libssl, with its dynamic symbols?)"
+        "OpenSSL library {} has no symbol `{symbol}` (is it OpenSSL's libssl, with its dynamic symbols?)",
+        path.display()
     )]
     MissingSymbol {
         /// The path.
@@ -81,7 +82,7 @@ pub enum SslError {
         symbol: &'static str,
     },
     /// A uprobe could not be attached.
-    #[error("attaching uprobe `{program}` to {symbol} of {path} failed: {source}")]
+    #[error("attaching uprobe `{program}` to {symbol} of {} failed: {}", path.display(), super::chain(error.as_ref()))]
     Attach {
         /// The program.
         program: &'static str,
@@ -90,8 +91,7 @@ pub enum SslError {
         /// The path.
         path: PathBuf,
         /// The kernel's error.
-        #[source]
-        source: Box<ProgramError>,
+        error: Box<ProgramError>,
     },
 }
 
@@ -201,9 +201,9 @@ impl SslHooks {
             load(ebpf, name)?;
         }
         for path in &config.libs {
-            let meta = std::fs::metadata(path).map_err(|source| SslError::Unreadable {
+            let meta = std::fs::metadata(path).map_err(|error| SslError::Unreadable {
                 path: path.clone(),
-                source,
+                error,
             })?;
             let target = Target {
                 open: path.clone(),
@@ -251,9 +251,9 @@ impl SslHooks {
         if self.seen.contains(&id) {
             return Ok(());
         }
-        let symbols = dynamic_symbols(&t.open).map_err(|source| SslError::Unreadable {
+        let symbols = dynamic_symbols(&t.open).map_err(|error| SslError::Unreadable {
             path: PathBuf::from(&t.shown),
-            source,
+            error,
         })?;
         for (symbol, _, required) in HOOKS {
             if required && !symbols.contains(symbol) {
@@ -278,7 +278,7 @@ impl SslHooks {
                         program: name,
                         symbol,
                         path: PathBuf::from(&t.shown),
-                        source: Box::new(source),
+                        error: Box::new(source),
                     })?;
             }
         }
