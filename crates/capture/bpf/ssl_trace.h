@@ -36,7 +36,8 @@ static __always_inline void submit(struct fathom_sock_event *e, struct sock_stat
 struct ssl_call {
 	__u64 ssl;    /* the SSL * */
 	__u64 buf;    /* the plaintext buffer */
-	__u64 ex_len; /* the size_t * (readbytes/written) of the _ex variants, 0 for SSL_read/SSL_write */
+	__u64 ex_len; /* the size_t * (readbytes/written) of the _ex variants and of OpenSSL's internal
+		       * ssl_read_internal/ssl_write_internal; 0 for SSL_read/SSL_write */
 	__u64 ts;
 	__u64 sp; /* stack pointer at entry: tells the call's own return from nested ones, and stale entries */
 	__u32 fd; /* first fd a syscall used during the call, SSL_FD_UNKNOWN before */
@@ -182,7 +183,7 @@ int ssl_ret(struct pt_regs *ctx)
 	long rc = PT_REGS_RC(ctx);
 	__u64 len;
 	if (c.ex_len) {
-		if ((int)rc != 1)
+		if ((int)rc <= 0) /* _ex: 1 on success; the internal functions: > 0 */
 			return 0;
 		__u64 done = 0;
 		if (bpf_probe_read_user(&done, sizeof(done), (const void *)c.ex_len))

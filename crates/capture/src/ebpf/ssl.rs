@@ -13,12 +13,12 @@
 //! hooked once. Statically linked OpenSSL in an executable is hooked only when that executable is given as a
 //! configured path (its symbols must be present); BoringSSL, GnuTLS, rustls, Go's crypto/tls are not covered.
 
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
 use aya::programs::{ProgramError, UProbe};
 use aya::Ebpf;
 use hashbrown::HashSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How often running processes are searched again for libssl files not hooked yet.
@@ -251,10 +251,15 @@ impl SslHooks {
         if self.seen.contains(&id) {
             return Ok(());
         }
-        let symbols = dynamic_symbols(&t.open).map_err(|error| SslError::Unreadable {
+        let data = std::fs::read(&t.open).map_err(|error| SslError::Unreadable {
             path: PathBuf::from(&t.shown),
             error,
         })?;
+        let elf = ElfInfo::parse(&data).map_err(|error| SslError::Unreadable {
+            path: PathBuf::from(&t.shown),
+            error,
+        })?;
+        let symbols = &elf.names;
         for (symbol, _, required) in HOOKS {
             if required && !symbols.contains(symbol) {
                 return Err(SslError::MissingSymbol {
@@ -264,16 +269,42 @@ impl SslHooks {
             }
         }
         self.seen.insert(id);
+        let mut sites: Vec<(&'static str, UProbeAttachLocation<'static>, &'static str)> =
+            Vec::new();
+        let mut workers = Vec::new();
         for (symbol, program, _) in HOOKS {
             if !symbols.contains(symbol) {
                 continue;
             }
+            let worker = match symbol {
+                "SSL_read" | "SSL_read_ex" => elf.workers[0].map(|w| (w, "ssl_read_ex_enter")),
+                "SSL_write" | "SSL_write_ex" => elf.workers[1].map(|w| (w, "ssl_write_ex_enter")),
+                _ => None,
+            };
+            match worker {
+                // Both public functions lead to the worker: hook it once.
+                Some((at, program)) => {
+                    if !workers.contains(&at) {
+                        workers.push(at);
+                        sites.push((symbol, UProbeAttachLocation::AbsoluteOffset(at), program));
+                    }
+                }
+                None => sites.push((symbol, UProbeAttachLocation::Symbol(symbol), program)),
+            }
+        }
+        for (symbol, location, program) in sites {
             for name in [program, RETURN_PROGRAM] {
                 let prog: &mut UProbe = match ebpf.program_mut(name).map(TryInto::try_into) {
                     Some(Ok(p)) => p,
                     _ => continue, // loaded in start(): cannot happen
                 };
-                prog.attach(symbol, &t.open, UProbeScope::AllProcesses)
+                let at = match &location {
+                    UProbeAttachLocation::AbsoluteOffset(o) => {
+                        UProbeAttachLocation::AbsoluteOffset(*o)
+                    }
+                    _ => UProbeAttachLocation::Symbol(symbol),
+                };
+                prog.attach(at, &t.open, UProbeScope::AllProcesses)
                     .map_err(|source| SslError::Attach {
                         program: name,
                         symbol,
@@ -282,7 +313,11 @@ impl SslHooks {
                     })?;
             }
         }
-        tracing::info!(path = %t.shown, "Hooked OpenSSL.");
+        tracing::info!(
+            path = %t.shown,
+            internal_workers = workers.len(),
+            "Hooked OpenSSL."
+        );
         self.attached.push(t.shown.clone());
         Ok(())
     }
@@ -336,35 +371,113 @@ fn load(ebpf: &mut Ebpf, name: &'static str) -> Result<(), super::EbpfError> {
     })
 }
 
-/// Names of the defined functions an ELF file exports (`.dynsym`), or its `.symtab` when it has no dynamic
-/// symbols (an executable given on purpose).
-fn dynamic_symbols(path: &Path) -> std::io::Result<HashSet<String>> {
-    use object::{Object, ObjectSymbol};
-    let data = std::fs::read(path)?;
-    let file = object::File::parse(&*data).map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("not an ELF file: {e}"),
-        )
-    })?;
-    let mut names: HashSet<String> = file
-        .dynamic_symbols()
-        .filter(|s| s.is_definition())
-        .filter_map(|s| s.name().ok().map(str::to_owned))
-        .collect();
-    if names.is_empty() {
-        names = file
-            .symbols()
+/// What the hooks need from an ELF file.
+struct ElfInfo {
+    /// Names of the defined functions it exports (`.dynsym`), or of its `.symtab` when it has no dynamic
+    /// symbols (an executable given on purpose).
+    names: HashSet<String>,
+    /// File offsets of OpenSSL's internal `ssl_read_internal` and `ssl_write_internal`, when found.
+    workers: [Option<u64>; 2],
+}
+
+impl ElfInfo {
+    fn parse(data: &[u8]) -> std::io::Result<ElfInfo> {
+        use object::{Object, ObjectSymbol};
+        let file = object::File::parse(data).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not an ELF file: {e}"),
+            )
+        })?;
+        let mut syms: Vec<object::Symbol<'_, '_>> = file
+            .dynamic_symbols()
             .filter(|s| s.is_definition())
+            .collect();
+        if syms.is_empty() {
+            syms = file.symbols().filter(|s| s.is_definition()).collect();
+        }
+        let names = syms
+            .iter()
             .filter_map(|s| s.name().ok().map(str::to_owned))
             .collect();
+        let workers = if file.architecture() == object::Architecture::X86_64 {
+            let find = |name: &str| syms.iter().find(|s| s.name() == Ok(name));
+            let worker = |a: &str, b: &str| {
+                let (a, b) = (find(a)?, find(b)?);
+                common_callee(&file, (a.address(), a.size()), (b.address(), b.size()))
+            };
+            [
+                worker("SSL_read", "SSL_read_ex"),
+                worker("SSL_write", "SSL_write_ex"),
+            ]
+        } else {
+            [None, None]
+        };
+        Ok(ElfInfo { names, workers })
     }
-    Ok(names)
+}
+
+/// The code bytes of `[addr, addr + size)` and the file offset of `addr`.
+fn code_at<'d>(file: &object::File<'d>, addr: u64, size: u64) -> Option<(&'d [u8], u64)> {
+    use object::{Object, ObjectSection};
+    let sec = file
+        .sections()
+        .find(|s| s.address() <= addr && addr < s.address() + s.size())?;
+    let data = sec.data().ok()?;
+    let start = usize::try_from(addr - sec.address()).ok()?;
+    let end = start
+        .checked_add(usize::try_from(size).ok()?)?
+        .min(data.len());
+    let (file_off, _) = sec.file_range()?;
+    Some((data.get(start..end)?, file_off + (addr - sec.address())))
+}
+
+/// Direct call targets of the x86-64 function at `(addr, size)`.
+fn callees(file: &object::File<'_>, (addr, size): (u64, u64)) -> Vec<u64> {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+    let Some((code, _)) = code_at(file, addr, size.min(4096)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut d = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
+    while d.can_decode() {
+        let ins = d.decode();
+        if ins.is_invalid() {
+            break;
+        }
+        if ins.mnemonic() == Mnemonic::Call && ins.op0_kind() == OpKind::NearBranch64 {
+            out.push(ins.near_branch_target());
+        }
+    }
+    out
+}
+
+/// OpenSSL's `SSL_read` and `SSL_read_ex` (likewise the write pair) both call one internal function with the
+/// `_ex` signature (`ssl, buf, num, size_t *done`, > 0 on success). Hooking it instead of the public functions
+/// is equivalent, and cheaper when it begins with an instruction the kernel emulates (`push`) while the public
+/// ones begin with `sub $N, %rsp`, which the kernel must single-step (tens of µs per call under some
+/// hypervisors). Returns the worker's file offset when exactly one direct callee is common to both functions
+/// and it starts with a `push` of a register; `None` otherwise (the public functions are hooked then).
+fn common_callee(file: &object::File<'_>, a: (u64, u64), b: (u64, u64)) -> Option<u64> {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+    let ca = callees(file, a);
+    let mut common: Vec<u64> = callees(file, b)
+        .into_iter()
+        .filter(|t| ca.contains(t))
+        .collect();
+    common.dedup();
+    let [target] = common[..] else {
+        return None;
+    };
+    let (code, file_off) = code_at(file, target, 16)?;
+    let first = Decoder::with_ip(64, code, target, DecoderOptions::NONE).decode();
+    (first.mnemonic() == Mnemonic::Push && first.op0_kind() == OpKind::Register).then_some(file_off)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn finds_libssl_in_maps() {
@@ -395,15 +508,24 @@ mod tests {
             eprintln!("skipping: {} not installed", ssl.display());
             return;
         }
-        let names = dynamic_symbols(ssl).unwrap();
+        let info = ElfInfo::parse(&std::fs::read(ssl).unwrap()).unwrap();
         for (symbol, _, _) in HOOKS {
-            assert!(names.contains(symbol), "{symbol}");
+            assert!(info.names.contains(symbol), "{symbol}");
+        }
+        // OpenSSL 3 on x86-64: SSL_read/SSL_read_ex share ssl_read_internal, SSL_write/_ex ssl_write_internal.
+        if cfg!(target_arch = "x86_64") {
+            let [Some(r), Some(w)] = info.workers else {
+                panic!("internal workers not found: {:?}", info.workers);
+            };
+            assert_ne!(r, w);
         }
         let crypto = ssl.with_file_name("libcrypto.so.3");
         if crypto.exists() {
-            assert!(!dynamic_symbols(&crypto).unwrap().contains("SSL_read"));
+            let c = ElfInfo::parse(&std::fs::read(&crypto).unwrap()).unwrap();
+            assert!(!c.names.contains("SSL_read"));
+            assert_eq!(c.workers, [None, None]);
         }
-        let err = dynamic_symbols(Path::new("/proc/self/status")).unwrap_err();
+        let err = ElfInfo::parse(b"not an elf").err().unwrap();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 }
