@@ -8,8 +8,11 @@
 //! ```text
 //! cargo build --release -p fathom-agent --no-default-features --features ebpf --bin fathom-agent --example ebpf_overhead
 //! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http] [--no-ssl]
+//!     [--all-processes]
 //! ```
-//! `--no-ssl` passes `--no-ssl` to the agent (syscall tracing only, to separate the OpenSSL uprobes' cost).
+//! The agent traces only `nginx` and `wrk` (`--comm`, filtered in the kernel) unless `--all-processes`; the
+//! OpenSSL uprobes fire in every process that calls libssl either way. `--no-ssl` passes `--no-ssl` to the
+//! agent (syscall tracing only, to separate the OpenSSL uprobes' cost).
 //! nginx runs as one process (`master_process off`) pinned to CPU 0 and wrk one thread pinned to CPU 1 (`--cpus 0,1` to change; `taskset`
 //! from util-linux); the agent is not pinned, so on a 2-core machine its CPU time is taken from the other two,
 //! which is the overhead a user would see.
@@ -33,7 +36,7 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: ebpf_overhead [--pairs N] [--secs S] [--connections C] [--http] [--https] [--cpus NGINX,WRK] \
-         [--agent PATH] [--no-ssl]"
+         [--agent PATH] [--no-ssl] [--all-processes]"
     );
     std::process::exit(2)
 }
@@ -55,6 +58,7 @@ fn parse_opts() -> Opts {
         agent,
         agent_args: Vec::new(),
     };
+    let mut all = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -66,6 +70,7 @@ fn parse_opts() -> Opts {
             "--https" => o.modes.push("https"),
             "--agent" => o.agent = PathBuf::from(val()),
             "--no-ssl" => o.agent_args.push("--no-ssl".into()),
+            "--all-processes" => all = true,
             "--cpus" => {
                 let v = val();
                 let (a, b) = v.split_once(',').unwrap_or_else(|| usage());
@@ -73,6 +78,12 @@ fn parse_opts() -> Opts {
             }
             _ => usage(),
         }
+    }
+    if !all {
+        // Trace the benchmark's processes only (the kernel filter): other work on the machine (other tests on
+        // loopback) would otherwise add its own events to the agent's load.
+        o.agent_args
+            .extend(["--comm", "nginx", "--comm", "wrk"].map(String::from));
     }
     if o.modes.is_empty() {
         o.modes = vec!["http", "https"];
