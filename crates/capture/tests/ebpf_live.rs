@@ -162,6 +162,17 @@ fn traces_http_between_python_and_curl() {
             break;
         }
     }
+    // A request from this process, which runs the source: it is excluded in the kernel, so only the server's
+    // side of this exchange may show up.
+    {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+        s.write_all(b"GET /from-the-tracer HTTP/1.0\r\n\r\n")
+            .unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        assert!(resp.starts_with(b"HTTP/1.0 404"));
+    }
     drain_for(&mut src, Duration::from_millis(500), &mut events);
     drop(server);
     src.stop();
@@ -174,6 +185,12 @@ fn traces_http_between_python_and_curl() {
         src.counters().flows_created
     );
 
+    let me = std::process::id();
+    assert!(
+        events.iter().all(|e| !matches!(e, StreamEvent::Chunk(c)
+            if matches!(&c.origin, ChunkOrigin::Syscall { pid, .. } if *pid == me))),
+        "the tracing process traced itself"
+    );
     // Only the test's flows (other processes on the host are traced too).
     let ours: Vec<StreamEvent> = events
         .into_iter()
@@ -236,7 +253,7 @@ fn traces_http_between_python_and_curl() {
     assert_eq!(client_resp, requests.len(), "curl's responses");
     assert_eq!(
         server_req,
-        requests.len() + 2,
+        requests.len() + 3,
         "requests read by the server"
     );
 
@@ -250,6 +267,7 @@ fn traces_http_between_python_and_curl() {
         let mut got: Vec<(String, i64)> = logs
             .iter()
             .filter(|l| l.tap_side == side && l.process_id != Some(vec_pid))
+            .filter(|l| l.request_resource.as_deref() != Some("/from-the-tracer"))
             .filter(|l| {
                 !l.request_resource
                     .as_deref()
