@@ -274,6 +274,25 @@ pub struct EbpfLossHandle {
 }
 
 /// Live socket data of the processes on this host, from eBPF syscall tracepoints.
+///
+/// ```no_run
+/// use fathom_capture::{EbpfConfig, EbpfSource, EventSource};
+///
+/// // The socket data of nginx processes, 30 seconds (root needed).
+/// let mut src = EbpfSource::start(EbpfConfig {
+///     comms: vec!["nginx".into()],
+///     run_for: Some(std::time::Duration::from_secs(30)),
+///     ..EbpfConfig::default()
+/// })?;
+/// let mut events = Vec::new();
+/// while src.next_events(&mut events)? {
+///     for e in events.drain(..) {
+///         println!("{e:?}");
+///     }
+/// }
+/// println!("{:?}", src.stats());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct EbpfSource {
     /// `None` once stopped (dropping it detaches the programs).
     ebpf: Option<Ebpf>,
