@@ -13,6 +13,7 @@
 #define FATHOM_KIND_CLOSE 2   /* close() of a traced socket */
 #define FATHOM_KIND_CONNECT 3 /* connect() returned 0 or EINPROGRESS: this process is the socket's client */
 #define FATHOM_KIND_ACCEPT 4  /* accept()/accept4() returned this socket: this process is its server */
+#define FATHOM_KIND_EXIT 5    /* the process (its thread group leader) exited: its sockets are gone; no socket fields */
 
 /* syscall (what made the event; values >= 32 are reserved for library hooks such as OpenSSL) */
 #define FATHOM_SYS_WRITE 0

@@ -766,3 +766,30 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	bpf_map_delete_elem(&socks, &key);
 	return 0;
 }
+
+/* A traced process exited: its sockets were closed by the kernel without close() calls. One event (no socket:
+ * socket_id 0, AF_INET/TCP with zero addresses) so that user space ends its flows at once. */
+SEC("tracepoint/sched/sched_process_exit")
+int on_process_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)id != (__u32)(id >> 32) || !traced(id))
+		return 0;
+	__u32 zero = 0;
+	struct scratch_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct fathom_sock_event *e = &s->e;
+	__builtin_memset(e, 0, FATHOM_HDR_LEN);
+	e->ts_enter_ns = bpf_ktime_get_ns();
+	e->ts_exit_ns = e->ts_enter_ns;
+	e->pid = (__u32)(id >> 32);
+	e->tid = (__u32)id;
+	e->kind = FATHOM_KIND_EXIT;
+	e->family = AF_INET;
+	e->l4 = IPPROTO_TCP;
+	process_comm(e->comm);
+	if (bpf_ringbuf_output(&events, e, FATHOM_HDR_LEN, 0))
+		count(FATHOM_STAT_RING_DROPS);
+	return 0;
+}

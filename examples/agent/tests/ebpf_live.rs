@@ -919,3 +919,33 @@ fn agent_filters_by_cgroup() {
     assert_eq!(l.process_name.as_deref(), Some("curl"));
     assert_eq!(l.response_code, Some(404));
 }
+
+/// With no tracefs mounted (a private mount namespace where it was unmounted; the host keeps its own), the agent
+/// mounts it, says so, and captures.
+#[test]
+fn agent_mounts_tracefs_when_absent() {
+    if !live_ok("ebpf tracefs", &["unshare", "sh"]) {
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; \
+             if [ -d /sys/kernel/tracing/events/syscalls ]; then echo still-mounted; exit 3; fi; \
+             exec \"$0\" --ebpf --duration 1 --json logs",
+        )
+        .arg(env!("CARGO_BIN_EXE_fathom-agent"))
+        .output()
+        .expect("unshare");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("tracefs was not mounted: mounted it at /sys/kernel/tracing"),
+        "{err}"
+    );
+    // The host's tracefs is untouched.
+    assert!(
+        std::path::Path::new("/sys/kernel/tracing/events/syscalls").is_dir()
+            || std::path::Path::new("/sys/kernel/debug/tracing/events/syscalls").is_dir()
+    );
+}

@@ -61,6 +61,8 @@ pub(crate) enum Kind {
     Connect,
     /// accept()/accept4() returned the socket: the process is its server.
     Accept,
+    /// The process exited (no socket fields).
+    Exit,
 }
 
 /// What the kernel side knows of the process's role on the socket (`FATHOM_ROLE_*`).
@@ -158,6 +160,7 @@ impl<'a> SockEvent<'a> {
             2 => Kind::Close,
             3 => Kind::Connect,
             4 => Kind::Accept,
+            5 => Kind::Exit,
             _ => return None,
         };
         let l4 = match *b.get(offset_of!(RawSockEvent, l4))? {
@@ -233,6 +236,7 @@ pub(crate) mod tests {
         assert_eq!(define("FATHOM_FLAG_TLS"), usize::from(FLAG_TLS));
         assert_eq!(define("FATHOM_KIND_CONNECT"), 3);
         assert_eq!(define("FATHOM_KIND_ACCEPT"), 4);
+        assert_eq!(define("FATHOM_KIND_EXIT"), 5);
         assert_eq!(define("FATHOM_ROLE_CLIENT"), 1);
         assert_eq!(define("FATHOM_ROLE_SERVER"), 2);
         let fields = [

@@ -115,6 +115,12 @@ pub(crate) struct SyscallFlows<L> {
     sockets: HashMap<u64, Socket>,
     /// (pid, fd) -> the socket it names: a new socket on the same fd means the old one was closed unseen.
     by_fd: HashMap<(u32, u32), u64>,
+    /// pid -> the sockets it opened (ended when it exits).
+    by_pid: HashMap<u32, Vec<u64>>,
+    /// Sockets ended without a close (timeout, eviction, exit): their next event number, should they come back
+    /// (bounded: oldest forgotten first).
+    ended: HashMap<u64, u32>,
+    ended_order: std::collections::VecDeque<u64>,
     flows_live: usize,
     next_id: FlowId,
     listen: L,
@@ -136,6 +142,9 @@ impl<L: ListenPorts> SyscallFlows<L> {
         SyscallFlows {
             sockets: HashMap::new(),
             by_fd: HashMap::new(),
+            by_pid: HashMap::new(),
+            ended: HashMap::new(),
+            ended_order: std::collections::VecDeque::new(),
             flows_live: 0,
             next_id: 1,
             listen,
@@ -186,6 +195,15 @@ impl<L: ListenPorts> SyscallFlows<L> {
             if self.by_fd.get(&s.owner) == Some(&socket_id) {
                 self.by_fd.remove(&s.owner);
             }
+            if let hashbrown::hash_map::Entry::Occupied(mut o) = self.by_pid.entry(s.owner.0) {
+                o.get_mut().retain(|id| *id != socket_id);
+                if o.get().is_empty() {
+                    o.remove();
+                }
+            }
+            if close != CloseType::Fin {
+                self.remember_ended(socket_id, s.next_seq);
+            }
             self.flows_live -= s.flows.len();
             for f in s.flows {
                 out.push(end(f, now_us, close));
@@ -217,6 +235,20 @@ impl<L: ListenPorts> SyscallFlows<L> {
     ) {
         let now_us = self.epoch_us(e.ts_exit_ns);
         let enter_us = self.epoch_us(e.ts_enter_ns);
+        if e.kind == Kind::Exit {
+            // The process is gone, and with it the sockets it opened (unless shared: they come back then).
+            if let Some(ids) = self.by_pid.remove(&e.pid) {
+                for id in ids {
+                    // A socket the process shared (fork) may still be used by another one: keep its numbering.
+                    let next = self.sockets.get(&id).map(|s| s.next_seq);
+                    self.end_socket(id, now_us, CloseType::Fin, out);
+                    if let Some(n) = next {
+                        self.remember_ended(id, n);
+                    }
+                }
+            }
+            return;
+        }
         if e.kind == Kind::Close {
             if let Some(s) = self.sockets.get(&e.socket_id) {
                 self.account_seq(e.socket_id, e.sock_seq, s.next_seq);
@@ -246,10 +278,11 @@ impl<L: ListenPorts> SyscallFlows<L> {
                     l4: e.l4,
                     side,
                     comm: String::from_utf8_lossy(e.comm).into(),
-                    next_seq: 0,
+                    next_seq: self.ended.remove(&e.socket_id).unwrap_or(0),
                     flows: Vec::new(),
                 },
             );
+            self.by_pid.entry(e.pid).or_default().push(e.socket_id);
         }
         let expected = self.sockets.get(&e.socket_id).map_or(0, |s| s.next_seq);
         self.account_seq(e.socket_id, e.sock_seq, expected);
@@ -446,6 +479,19 @@ impl<L: ListenPorts> SyscallFlows<L> {
         }));
     }
 
+    /// Remember where an unclosed socket's numbering stopped.
+    fn remember_ended(&mut self, socket_id: u64, next_seq: u32) {
+        const MAX_ENDED: usize = 16_384;
+        if self.ended.insert(socket_id, next_seq).is_none() {
+            self.ended_order.push_back(socket_id);
+            while self.ended_order.len() > MAX_ENDED {
+                if let Some(old) = self.ended_order.pop_front() {
+                    self.ended.remove(&old);
+                }
+            }
+        }
+    }
+
     /// Check an event's per-socket number against the one expected, count holes, and advance.
     fn account_seq(&mut self, socket_id: u64, got: u32, expected: u32) {
         let d = got.wrapping_sub(expected) as i32;
@@ -483,6 +529,10 @@ impl<L: ListenPorts> SyscallFlows<L> {
         });
         let sockets = &self.sockets;
         self.by_fd.retain(|_, id| sockets.contains_key(id));
+        self.by_pid.retain(|_, ids| {
+            ids.retain(|id| sockets.contains_key(id));
+            !ids.is_empty()
+        });
         idle.sort_unstable_by_key(|f| f.id);
         self.flows_live -= idle.len();
         for f in idle {
@@ -500,6 +550,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
     ) {
         let mut all: Vec<Flow> = self.sockets.drain().flat_map(|(_, s)| s.flows).collect();
         self.by_fd.clear();
+        self.by_pid.clear();
         self.flows_live = 0;
         all.sort_unstable_by_key(|f| f.id);
         counters.flows_open_at_end += all.len() as u64;
@@ -850,6 +901,63 @@ mod tests {
         assert!(
             matches!(out.last(), Some(StreamEvent::FlowEnd(e)) if e.record.close_type == CloseType::Fin)
         );
+    }
+
+    /// A process exit ends the sockets it opened; a socket it shared comes back with its numbering intact.
+    #[test]
+    fn process_exit_ends_its_sockets() {
+        let mut fl = SyscallFlows::new(Fixed(&[]), 0, 60_000_000, 1024);
+        let mut c = Counters::default();
+        let mut out = Vec::new();
+        let sock = Rec {
+            pid: 10,
+            socket_id: 5,
+            role: 1,
+            ..Rec::default()
+        };
+        push(&mut fl, &mut c, &mut out, Rec { kind: 3, ..sock }, b"");
+        push(
+            &mut fl,
+            &mut c,
+            &mut out,
+            Rec {
+                sock_seq: 1,
+                len: 1,
+                ..sock
+            },
+            b"x",
+        );
+        assert_eq!(fl.live(), (1, 1));
+        push(
+            &mut fl,
+            &mut c,
+            &mut out,
+            Rec {
+                kind: 5,
+                pid: 10,
+                ..Rec::default()
+            },
+            b"",
+        );
+        assert_eq!(fl.live(), (0, 0));
+        assert!(
+            matches!(out.last(), Some(StreamEvent::FlowEnd(e)) if e.record.close_type == CloseType::Fin)
+        );
+        // A child that inherited the socket goes on with it: no loss counted.
+        push(
+            &mut fl,
+            &mut c,
+            &mut out,
+            Rec {
+                pid: 11,
+                sock_seq: 2,
+                len: 1,
+                ..sock
+            },
+            b"y",
+        );
+        assert_eq!(fl.live(), (1, 1));
+        assert_eq!(fl.stats().lost_events, 0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Live capture of socket data with eBPF (feature `ebpf`, Linux >= 5.12 with BTF, root or CAP_BPF + CAP_PERFMON).
 //!
 //! Syscall tracepoints (`sys_enter`/`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`,
-//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first message), `connect`, `accept`, `accept4`, and `sys_enter_close`) see the
+//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first message), `connect`, `accept`, `accept4`, and `sys_enter_close`; `sched_process_exit` for process exits) see the
 //! bytes every process moves through its AF_INET/AF_INET6 TCP and UDP sockets. The entry programs apply the
 //! in-kernel filter ([`EbpfConfig::pids`], [`EbpfConfig::comms`], [`EbpfConfig::cgroups`]; the agent's own
 //! process is never traced), resolve the socket from the fd with CO-RE reads and note the TCP sequence number;
@@ -18,7 +18,7 @@
 //! otherwise the port heuristic of [`dst_is_server`](crate::dst_is_server) decides. TCP chunks carry the TCP
 //! sequence number of their first byte; bytes beyond the capture length, and bytes of lost events (found from the
 //! sequence numbers), become `gap_before` of the next chunk. Lost events are counted
-//! ([`EbpfStats::ring_drops`], [`EbpfStats::lost_events`]). A flow ends on `close()`, after
+//! ([`EbpfStats::ring_drops`], [`EbpfStats::lost_events`]). A flow ends on `close()`, when its process exits, after
 //! [`EbpfConfig::idle_timeout_us`], when the table is full ([`EbpfConfig::max_sockets`]), or when the source stops.
 //!
 //! TLS: uprobes on OpenSSL's `SSL_read`/`SSL_write` (and `_ex`) report the plaintext as data of the call's
@@ -81,6 +81,9 @@ pub const PROGRAMS: [(&str, &str); 27] = [
     ("exit_accept4", "sys_exit_accept4"),
     ("enter_close", "sys_enter_close"),
 ];
+
+/// The program that reports process exits, and its tracepoint (`sched/sched_process_exit`).
+const EXIT_PROGRAM: (&str, &str, &str) = ("on_process_exit", "sched", "sched_process_exit");
 
 /// Settings of an [`EbpfSource`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,7 +188,7 @@ pub enum EbpfError {
     },
     /// A program could not be attached to its tracepoint (tracefs missing, no permission, ...).
     #[error(
-        "attaching eBPF program `{program}` to tracepoint syscalls/{tracepoint} failed: {} \
+        "attaching eBPF program `{program}` to tracepoint `{tracepoint}` failed: {} \
          (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)",
         chain(source)
     )]
@@ -298,6 +301,25 @@ pub struct EbpfLossHandle {
 }
 
 /// Live socket data of the processes on this host, from eBPF syscall tracepoints.
+///
+/// ```no_run
+/// use fathom_capture::{EbpfConfig, EbpfSource, EventSource};
+///
+/// // The socket data of nginx processes, 30 seconds (root needed).
+/// let mut src = EbpfSource::start(EbpfConfig {
+///     comms: vec!["nginx".into()],
+///     run_for: Some(std::time::Duration::from_secs(30)),
+///     ..EbpfConfig::default()
+/// })?;
+/// let mut events = Vec::new();
+/// while src.next_events(&mut events)? {
+///     for e in events.drain(..) {
+///         println!("{e:?}");
+///     }
+/// }
+/// println!("{:?}", src.stats());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct EbpfSource {
     /// `None` once stopped (dropping it detaches the programs).
     ebpf: Option<Ebpf>,
@@ -368,6 +390,28 @@ impl EbpfSource {
                     verifier_log: String::new(),
                 })?;
             prog.attach("syscalls", tracepoint)
+                .map_err(|source| EbpfError::Attach {
+                    program: name,
+                    tracepoint,
+                    source,
+                })?;
+        }
+        {
+            let (name, category, tracepoint) = EXIT_PROGRAM;
+            load_program(&mut ebpf, name)?;
+            let prog: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or(EbpfError::Missing {
+                    what: "program",
+                    name,
+                })?
+                .try_into()
+                .map_err(|source| EbpfError::Load {
+                    program: name,
+                    source,
+                    verifier_log: String::new(),
+                })?;
+            prog.attach(category, tracepoint)
                 .map_err(|source| EbpfError::Attach {
                     program: name,
                     tracepoint,
