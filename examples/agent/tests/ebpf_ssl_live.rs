@@ -178,15 +178,39 @@ fn agent_logs_https_plaintext_from_openssl() {
     // One process (`master_process off`): it is the one serving, and killing it leaves nothing behind.
     let nginx_pid = nginx.0.id();
 
-    let agent = Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
-        .args(["--ebpf", "--duration", "7", "--json", "logs"])
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
+        .args(["--ebpf", "--duration", "10", "--json", "logs"])
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn fathom-agent");
-    // Give the agent time to load and attach its programs.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Its stdout and stderr are read by threads; "Hooked OpenSSL." on stderr means every program is attached
+    // (the OpenSSL hooks come last).
+    let mut stdout = agent.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+    });
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stderr = agent.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if line.contains("Hooked OpenSSL.") {
+                let _ = ready_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    assert!(
+        ready_rx.recv_timeout(Duration::from_secs(8)).is_ok(),
+        "the agent did not hook OpenSSL within 8 s"
+    );
 
     // (curl pid, local port, path, status) of every request, as curl saw them.
     let mut want: Vec<(u32, u16, String, i64)> = Vec::new();
@@ -207,10 +231,11 @@ fn agent_logs_https_plaintext_from_openssl() {
     let codes: Vec<i64> = want.iter().map(|w| w.3).collect();
     assert_eq!(codes, [200, 404, 200, 200, 200, 200], "nginx answers");
 
-    let out = agent.wait_with_output().expect("agent");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let logs: Vec<RequestLog> = String::from_utf8_lossy(&out.stdout)
+    let status = agent.wait().expect("agent");
+    let stdout = stdout.join().unwrap().expect("agent stdout");
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    let logs: Vec<RequestLog> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("a RequestLog line"))
         .filter(|l: &RequestLog| l.port_dst == port)
@@ -272,7 +297,22 @@ fn agent_logs_https_plaintext_from_openssl() {
         );
         assert_eq!(big.response_status, ResponseStatus::Ok);
     }
-    assert!(stderr.contains("Hooked OpenSSL."), "{stderr}");
+    // The agent's end-of-run counters: plaintext seen, ciphertext suppressed in the kernel.
+    let done = stderr
+        .lines()
+        .find(|l| l.contains("OpenSSL tracing done."))
+        .unwrap_or_else(|| panic!("no OpenSSL counters: {stderr}"));
+    let count = |key: &str| -> u64 {
+        let at = done.find(&format!("{key}=")).expect(key) + key.len() + 1;
+        done[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(count("plaintext_events") >= 2 * want.len() as u64, "{done}");
+    assert!(count("ciphertext_suppressed") > 0, "{done}");
 }
 
 #[test]
