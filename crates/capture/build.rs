@@ -1,5 +1,5 @@
 //! With the `ebpf` feature: generate `vmlinux.h` from the running kernel's BTF (bpftool) and compile
-//! `bpf/sock_trace.bpf.c` with clang into `$OUT_DIR/sock_trace.bpf.o`. Without the feature: nothing.
+//! `bpf/sock_trace.bpf.c` (and `bpf/test_bad.bpf.c`, for a test) with clang into `$OUT_DIR/*.bpf.o`. Without the feature: nothing.
 //!
 //! Tools: `FATHOM_BPFTOOL` (default `bpftool`, also looked up in /usr/sbin and /sbin), `FATHOM_CLANG` (default
 //! `clang`), `FATHOM_BTF` (default `/sys/kernel/btf/vmlinux`).
@@ -13,9 +13,8 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_EBPF").is_none() {
         return;
     }
-    for f in ["bpf/sock_trace.bpf.c", "bpf/sock_event.h"] {
-        println!("cargo:rerun-if-changed={f}");
-    }
+    // Every file under bpf/ (the programs include their headers from there).
+    println!("cargo:rerun-if-changed=bpf");
     for v in ["FATHOM_BPFTOOL", "FATHOM_CLANG", "FATHOM_BTF"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
@@ -49,22 +48,30 @@ fn main() {
     };
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let bpf_dir = manifest.join("bpf");
-    let obj = out.join("sock_trace.bpf.o");
-    let status = Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
-        .arg(format!("-D__TARGET_ARCH_{arch}"))
-        .arg("-I")
-        .arg(&out)
-        .arg("-I")
-        .arg(&bpf_dir)
-        .arg("-c")
-        .arg(bpf_dir.join("sock_trace.bpf.c"))
-        .arg("-o")
-        .arg(&obj)
-        .status()
-        .unwrap_or_else(|e| panic!("feature `ebpf`: cannot run `{clang}` (set FATHOM_CLANG): {e}"));
-    if !status.success() {
-        panic!("feature `ebpf`: clang failed to compile bpf/sock_trace.bpf.c ({status})");
+    // The programs, and a program the verifier rejects (for the test of that error path).
+    for name in ["sock_trace", "test_bad"] {
+        let src = bpf_dir.join(format!("{name}.bpf.c"));
+        let obj = out.join(format!("{name}.bpf.o"));
+        let status = Command::new(&clang)
+            .args([
+                "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
+            ])
+            .arg(format!("-D__TARGET_ARCH_{arch}"))
+            .arg("-I")
+            .arg(&out)
+            .arg("-I")
+            .arg(&bpf_dir)
+            .arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(&obj)
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("feature `ebpf`: cannot run `{clang}` (set FATHOM_CLANG): {e}")
+            });
+        if !status.success() {
+            panic!("feature `ebpf`: clang failed to compile bpf/{name}.bpf.c ({status})");
+        }
     }
 }
 

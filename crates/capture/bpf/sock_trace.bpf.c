@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
-/* Socket data of running processes from syscall tracepoints (write/read/sendto/recvfrom, writev/readv,
- * sendmsg/recvmsg, close), for TCP sockets
- * only. The entry programs remember the arguments per thread; the exit programs resolve fd -> struct socket -> sock
- * with CO-RE reads, keep AF_INET/AF_INET6 TCP sockets and emit one fathom_sock_event with the first bytes. */
+/* Socket data of running processes from syscall tracepoints, for AF_INET/AF_INET6 TCP and UDP sockets:
+ *   data:    read/write, readv/writev (first MAX_IOV iovecs), recvfrom/sendto, recvmsg/sendmsg, recvmmsg/sendmmsg
+ *            (the first message)
+ *   roles:   connect (client), accept/accept4 (server)
+ *   end:     close
+ * The entry programs check the in-kernel filter (config map), resolve fd -> struct socket -> sock with CO-RE reads,
+ * keep inet TCP/UDP sockets and remember the arguments (and the TCP sequence number) per thread; the exit programs
+ * emit one fathom_sock_event with the first bytes. Per socket, a state (LRU) gives the socket id, the event
+ * sequence number and the role; per thread, a state (LRU) gives the syscall trace id (see docs/ebpf.md). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -13,13 +18,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define SOCK_STREAM 1
+#define SOCK_DGRAM 2
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
-
-/* Set by user space before loading. */
-const volatile __u32 self_pid = 0;                 /* never trace this tgid (the agent) */
-const volatile __u32 capture_len = FATHOM_MAX_DATA; /* payload bytes per event, <= FATHOM_MAX_DATA */
+#define EINPROGRESS 115
 
 /* Vectored calls: iovec entries copied at most (the rest of the bytes is counted, not captured). */
 #define MAX_IOV 8
@@ -28,18 +32,71 @@ struct args {
 	__u64 buf;    /* the buffer, or the iovec array when iovcnt != 0 */
 	__u64 iovcnt; /* 0 for plain-buffer calls */
 	__u64 ts;
+	__u64 sk;   /* struct sock * of the fd (0 for accept: the new socket is known at exit) */
+	__u64 addr; /* user sockaddr * of sendto/recvfrom/sendmsg/recvmsg (the datagram's peer), 0 if none */
 	__u32 fd;
 	__u32 syscall;
+	__u32 tcp_seq;
+	__u32 flags; /* FATHOM_FLAG_TCP_SEQ */
+	__u64 mlen;  /* sendmmsg/recvmmsg: user address of the first message's msg_len, filled by the kernel */
+	__u64 ino;   /* the socket's inode number */
 };
 
-/* The event plus slack, so that the verifier can prove iovec copies in bounds: either offset <= MAX - 128 and
- * length <= MAX, or offset <= MAX and length <= 128 (always true then: length <= MAX - offset). A per-CPU value
- * must stay under 32 KiB. */
-#define IOV_TAIL 128
+/* A socket: its struct sock and its sockfs inode number (the pointer alone may be reused after a close the programs
+ * never saw, e.g. at process exit; the inode numbers of new sockets keep increasing). */
+struct sock_key {
+	__u64 sk;
+	__u64 ino;
+};
+
+/* The event plus slack, so that the verifier can prove iovec copies in bounds: either offset <= MAX - TAIL and
+ * length <= MAX, or offset <= MAX and length <= TAIL (always true then: length <= MAX - offset). A per-CPU value
+ * must stay within 32 KiB. */
+#define IOV_TAIL 256
 struct scratch_buf {
 	struct fathom_sock_event e;
 	__u8 slack[FATHOM_MAX_DATA - IOV_TAIL];
 };
+
+struct sock_state {
+	__u64 socket_id;
+	__u32 seq; /* next event number */
+	__u8 role;
+	__u8 pad[3];
+};
+
+struct thread_state {
+	__u64 trace_id;
+	__u64 socket_id; /* the socket of the ingress that started trace_id */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fathom_config);
+} fathom_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} filter_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, char[FATHOM_COMM_LEN]);
+	__type(value, __u8);
+} filter_comms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u64);
+	__type(value, __u8);
+} filter_cgroups SEC(".maps");
 
 /* Arguments of the calls in progress, per thread (LRU: a thread killed inside a call leaves no leak). */
 struct {
@@ -49,6 +106,30 @@ struct {
 	__type(value, struct args);
 } active SEC(".maps");
 
+/* Per socket (key: struct sock *), removed on close; LRU for sockets whose close is never seen (process exit). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sock_key);
+	__type(value, struct sock_state);
+} socks SEC(".maps");
+
+/* Per thread (key: pid_tgid): the trace id of its last ingress. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct thread_state);
+} threads SEC(".maps");
+
+/* Id generators: index 0 socket ids, 1 trace ids. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} ids SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -56,37 +137,89 @@ struct {
 	__type(value, struct scratch_buf);
 } scratch SEC(".maps");
 
-/* Index 0: events lost because the ring buffer was full. */
+/* FATHOM_STAT_* counters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, FATHOM_STAT_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
-} drops SEC(".maps");
+} stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024);
 } events SEC(".maps");
 
+static __always_inline void count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 next_id(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&ids, &which);
+	if (!v)
+		return 0;
+	return __sync_fetch_and_add(v, 1) + 1;
+}
+
+static __always_inline struct fathom_config *get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&fathom_config, &zero);
+}
+
+/* The process's name: the comm of the thread group leader (a worker thread may have renamed itself). */
+static __always_inline void process_comm(char *comm)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	if (!leader || bpf_core_read_str(comm, FATHOM_COMM_LEN, &leader->comm) <= 0)
+		bpf_get_current_comm(comm, FATHOM_COMM_LEN);
+}
+
+/* Whether the current thread passes the in-kernel filter. */
 static __always_inline int traced(__u64 pid_tgid)
 {
-	return (__u32)(pid_tgid >> 32) != self_pid;
-}
-
-static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u32 syscall)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id))
+	struct fathom_config *c = get_config();
+	if (!c)
 		return 0;
-	struct args a = {
-		.buf = buf, .iovcnt = iovcnt, .ts = bpf_ktime_get_ns(), .fd = (__u32)fd, .syscall = syscall};
-	bpf_map_update_elem(&active, &id, &a, BPF_ANY);
-	return 0;
+	__u32 tgid = (__u32)(pid_tgid >> 32);
+	if (tgid == c->self_pid)
+		return 0;
+	__u32 filters = c->filters;
+	if (!filters)
+		return 1;
+	if ((filters & FATHOM_FILTER_PID) && !bpf_map_lookup_elem(&filter_pids, &tgid))
+		return 0;
+	if (filters & FATHOM_FILTER_COMM) {
+		char comm[FATHOM_COMM_LEN] = {};
+		process_comm(comm);
+		if (!bpf_map_lookup_elem(&filter_comms, comm))
+			return 0;
+	}
+	if (filters & FATHOM_FILTER_CGROUP) {
+		__u64 cg = bpf_get_current_cgroup_id();
+		if (bpf_map_lookup_elem(&filter_cgroups, &cg))
+			return 1;
+		for (int level = 1; level <= FATHOM_CGROUP_LEVELS; level++) {
+			cg = bpf_get_current_ancestor_cgroup_id(level);
+			if (!cg)
+				break;
+			if (bpf_map_lookup_elem(&filter_cgroups, &cg))
+				return 1;
+		}
+		return 0;
+	}
+	return 1;
 }
 
-/* fd -> struct sock of an AF_INET/AF_INET6 TCP socket, NULL otherwise. */
-static __always_inline struct sock *tcp_sock_of_fd(__u32 fd)
+#include "ssl_trace.h" /* OpenSSL uprobes; on_enter/on_exit call ssl_syscall_enter/ssl_syscall_is_ciphertext */
+
+/* fd -> struct sock of an AF_INET/AF_INET6 TCP or UDP socket, NULL otherwise. */
+static __always_inline struct sock *inet_sock_of_fd(__u32 fd, __u64 *ino)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -102,10 +235,12 @@ static __always_inline struct sock *tcp_sock_of_fd(__u32 fd)
 	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
 		return NULL;
+	*ino = BPF_CORE_READ(file, f_inode, i_ino);
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	if (!sock)
 		return NULL;
-	if (BPF_CORE_READ(sock, type) != SOCK_STREAM)
+	short type = BPF_CORE_READ(sock, type);
+	if (type != SOCK_STREAM && type != SOCK_DGRAM)
 		return NULL;
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
@@ -113,7 +248,8 @@ static __always_inline struct sock *tcp_sock_of_fd(__u32 fd)
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return NULL;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return NULL;
 	return sk;
 }
@@ -121,6 +257,7 @@ static __always_inline struct sock *tcp_sock_of_fd(__u32 fd)
 static __always_inline void fill_addrs(struct fathom_sock_event *e, struct sock *sk)
 {
 	e->family = (__u8)BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->l4 = (__u8)BPF_CORE_READ(sk, sk_protocol);
 	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
@@ -136,6 +273,71 @@ static __always_inline void fill_addrs(struct fathom_sock_event *e, struct sock 
 	}
 }
 
+/* The peer of an unconnected UDP datagram, from the user sockaddr of sendto/recvfrom/sendmsg/recvmsg. A v4 peer
+ * of a v6 socket is written v4-mapped. Returns 0 when it could be read. */
+static __always_inline int peer_from_sockaddr(struct fathom_sock_event *e, __u64 addr)
+{
+	if (!addr)
+		return -1;
+	__u16 family = 0;
+	if (bpf_probe_read_user(&family, sizeof(family), (const void *)addr))
+		return -1;
+	if (family == AF_INET) {
+		struct sockaddr_in sin;
+		if (bpf_probe_read_user(&sin, sizeof(sin), (const void *)addr))
+			return -1;
+		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+		if (e->family == AF_INET6) {
+			e->raddr[10] = 0xff;
+			e->raddr[11] = 0xff;
+			__builtin_memcpy(&e->raddr[12], &sin.sin_addr.s_addr, 4);
+		} else {
+			__builtin_memcpy(e->raddr, &sin.sin_addr.s_addr, 4);
+		}
+		e->rport = __builtin_bswap16(sin.sin_port);
+		return 0;
+	}
+	if (family == AF_INET6 && e->family == AF_INET6) {
+		struct sockaddr_in6 sin6;
+		if (bpf_probe_read_user(&sin6, sizeof(sin6), (const void *)addr))
+			return -1;
+		__builtin_memcpy(e->raddr, &sin6.sin6_addr, 16);
+		e->rport = __builtin_bswap16(sin6.sin6_port);
+		return 0;
+	}
+	return -1;
+}
+
+/* The state of a socket, created with `role` when missing, or anew when `fresh` (connect, accept). */
+static __always_inline struct sock_state *sock_state_of(__u64 sk, __u64 ino, __u8 role, int fresh)
+{
+	struct sock_key k = {.sk = sk, .ino = ino};
+	struct sock_state *st = fresh ? NULL : bpf_map_lookup_elem(&socks, &k);
+	if (st)
+		return st;
+	struct sock_state n = {.socket_id = next_id(0), .seq = 0, .role = role};
+	bpf_map_update_elem(&socks, &k, &n, fresh ? BPF_ANY : BPF_NOEXIST);
+	return bpf_map_lookup_elem(&socks, &k);
+}
+
+/* The syscall trace id of a data event (DeepFlow's thread causality): an ingress starts a new id unless it
+ * continues the thread's last ingress on the same socket; an egress on another socket than that ingress's
+ * shares its id; an egress on the same socket (the reply) or without a prior ingress has none. */
+static __always_inline __u64 trace_id_of(__u64 pid_tgid, __u64 socket_id, int ingress)
+{
+	struct thread_state *t = bpf_map_lookup_elem(&threads, &pid_tgid);
+	if (ingress) {
+		if (t && t->socket_id == socket_id)
+			return t->trace_id;
+		struct thread_state n = {.trace_id = next_id(1), .socket_id = socket_id};
+		bpf_map_update_elem(&threads, &pid_tgid, &n, BPF_ANY);
+		return n.trace_id;
+	}
+	if (t && t->socket_id != socket_id)
+		return t->trace_id;
+	return 0;
+}
+
 static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, struct sock *sk)
 {
 	__u32 zero = 0;
@@ -147,22 +349,28 @@ static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, s
 	e->tid = (__u32)id;
 	e->fd = fd;
 	e->pad0 = 0;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->trace_id = 0;
+	e->tcp_seq = 0;
+	e->flags = 0;
+	e->len = 0;
+	e->captured = 0;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	process_comm(e->comm);
 	fill_addrs(e, sk);
 	return e;
 }
 
-static __always_inline void submit(struct fathom_sock_event *e, __u64 n)
+/* Number the event on its socket and push it with `n` payload bytes. */
+static __always_inline void submit(struct fathom_sock_event *e, struct sock_state *st, __u64 n)
 {
+	e->socket_id = st->socket_id;
+	e->role = st->role;
+	e->sock_seq = __sync_fetch_and_add(&st->seq, 1);
 	asm volatile("" : "+r"(n));
 	if (n > FATHOM_MAX_DATA)
 		n = FATHOM_MAX_DATA;
-	if (bpf_ringbuf_output(&events, e, FATHOM_HDR_LEN + n, 0)) {
-		__u32 zero = 0;
-		__u64 *d = bpf_map_lookup_elem(&drops, &zero);
-		if (d)
-			*d += 1;
-	}
+	if (bpf_ringbuf_output(&events, e, FATHOM_HDR_LEN + n, 0))
+		count(FATHOM_STAT_RING_DROPS);
 }
 
 /* Copy the first `total` (<= FATHOM_MAX_DATA) bytes of an iovec array into e->data; returns the bytes copied. */
@@ -194,6 +402,33 @@ static __always_inline __u64 copy_iov(struct fathom_sock_event *e, __u64 iovp, _
 	return off;
 }
 
+static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u64 addr, __u32 syscall, int ingress)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
+	__u64 ino = 0;
+	struct sock *sk = inet_sock_of_fd((__u32)fd, &ino);
+	if (!sk)
+		return 0;
+	struct args a = {.ino = ino,
+			 .buf = buf,
+			 .iovcnt = iovcnt,
+			 .ts = bpf_ktime_get_ns(),
+			 .sk = (__u64)sk,
+			 .addr = addr,
+			 .fd = (__u32)fd,
+			 .syscall = syscall};
+	if (BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		a.tcp_seq = ingress ? BPF_CORE_READ(tp, copied_seq) : BPF_CORE_READ(tp, write_seq);
+		a.flags = FATHOM_FLAG_TCP_SEQ;
+	}
+	bpf_map_update_elem(&active, &id, &a, BPF_ANY);
+	ssl_syscall_enter(id, (__u32)fd);
+	return 0;
+}
+
 static __always_inline int on_exit(long ret, __u8 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -204,21 +439,38 @@ static __always_inline int on_exit(long ret, __u8 kind)
 	bpf_map_delete_elem(&active, &id);
 	if (ret <= 0)
 		return 0;
-	struct sock *sk = tcp_sock_of_fd(saved.fd);
-	if (!sk)
+	if (ssl_syscall_is_ciphertext(id, saved.fd))
 		return 0;
+	struct sock *sk = (struct sock *)saved.sk;
 	struct fathom_sock_event *e = new_event(id, saved.fd, sk);
 	if (!e)
 		return 0;
-	if (e->rport == 0)
-		return 0; /* not connected */
+	int ingress = kind == FATHOM_KIND_INGRESS;
+	if (e->rport == 0) {
+		/* Not connected: an unconnected UDP socket names the peer in the call. */
+		if (e->l4 != IPPROTO_UDP || peer_from_sockaddr(e, saved.addr)) {
+			count(FATHOM_STAT_NO_PEER);
+			return 0;
+		}
+	}
+	/* UDP has no connect/accept for a server: who sends first is the client. */
+	struct sock_state *st = sock_state_of(saved.sk, saved.ino,
+					      e->l4 == IPPROTO_UDP ? (ingress ? FATHOM_ROLE_SERVER : FATHOM_ROLE_CLIENT)
+								   : FATHOM_ROLE_UNKNOWN,
+					      0);
+	if (!st)
+		return 0;
 	e->ts_enter_ns = saved.ts;
 	e->ts_exit_ns = bpf_ktime_get_ns();
 	e->kind = kind;
 	e->syscall = (__u8)saved.syscall;
+	e->tcp_seq = saved.tcp_seq;
+	e->flags = (__u8)saved.flags;
+	e->trace_id = trace_id_of(id, st->socket_id, ingress);
 	e->len = (__u32)ret;
 	__u64 n = (__u64)ret;
-	__u64 cap = capture_len;
+	struct fathom_config *c = get_config();
+	__u64 cap = c ? c->capture_len : 0;
 	if (n > cap)
 		n = cap;
 	/* Keep clang from comparing one register and passing another: the verifier must see the bound on n. */
@@ -230,14 +482,14 @@ static __always_inline int on_exit(long ret, __u8 kind)
 	else if (bpf_probe_read_user(e->data, n, (const void *)saved.buf))
 		n = 0;
 	e->captured = (__u32)n;
-	submit(e, n);
+	submit(e, st, n);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_write")
 int enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], 0, FATHOM_SYS_WRITE);
+	return on_enter(ctx->args[0], ctx->args[1], 0, 0, FATHOM_SYS_WRITE, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
@@ -249,7 +501,7 @@ int exit_write(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], 0, FATHOM_SYS_SENDTO);
+	return on_enter(ctx->args[0], ctx->args[1], 0, ctx->args[4], FATHOM_SYS_SENDTO, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendto")
@@ -261,7 +513,7 @@ int exit_sendto(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_read")
 int enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], 0, FATHOM_SYS_READ);
+	return on_enter(ctx->args[0], ctx->args[1], 0, 0, FATHOM_SYS_READ, 1);
 }
 
 SEC("tracepoint/syscalls/sys_exit_read")
@@ -273,7 +525,7 @@ int exit_read(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], 0, FATHOM_SYS_RECVFROM);
+	return on_enter(ctx->args[0], ctx->args[1], 0, ctx->args[4], FATHOM_SYS_RECVFROM, 1);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
@@ -285,7 +537,7 @@ int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_writev")
 int enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_WRITEV);
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], 0, FATHOM_SYS_WRITEV, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
@@ -297,7 +549,7 @@ int exit_writev(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_readv")
 int enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_READV);
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], 0, FATHOM_SYS_READV, 1);
 }
 
 SEC("tracepoint/syscalls/sys_exit_readv")
@@ -306,20 +558,20 @@ int exit_readv(struct trace_event_raw_sys_exit *ctx)
 	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
 }
 
-static __always_inline int on_enter_msg(__u64 fd, __u64 msgp, __u32 syscall)
+static __always_inline int on_enter_msg(__u64 fd, __u64 msgp, __u32 syscall, int ingress)
 {
 	struct user_msghdr msg;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)msgp))
 		return 0;
 	if (!msg.msg_iovlen)
 		return 0;
-	return on_enter(fd, (__u64)msg.msg_iov, msg.msg_iovlen, syscall);
+	return on_enter(fd, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)msg.msg_name, syscall, ingress);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter_msg(ctx->args[0], ctx->args[1], FATHOM_SYS_SENDMSG);
+	return on_enter_msg(ctx->args[0], ctx->args[1], FATHOM_SYS_SENDMSG, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
@@ -331,7 +583,7 @@ int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter_msg(ctx->args[0], ctx->args[1], FATHOM_SYS_RECVMSG);
+	return on_enter_msg(ctx->args[0], ctx->args[1], FATHOM_SYS_RECVMSG, 1);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
@@ -340,7 +592,160 @@ int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
 }
 
-/* close(): reported before the fd goes away, so user space can end the flow. */
+/* sendmmsg/recvmmsg: the first message of the vector is traced like sendmsg/recvmsg (its length is its msg_len,
+ * which the kernel fills in); the others are counted in FATHOM_STAT_MMSG_SKIPPED. */
+static __always_inline int on_enter_mmsg(__u64 fd, __u64 vec, __u64 vlen, __u32 syscall, int ingress)
+{
+	if (!vlen)
+		return 0;
+	int r = on_enter_msg(fd, vec, syscall, ingress);
+	__u64 id = bpf_get_current_pid_tgid();
+	struct args *a = bpf_map_lookup_elem(&active, &id);
+	if (a && a->syscall == syscall)
+		a->mlen = vec + __builtin_offsetof(struct mmsghdr, msg_len);
+	return r;
+}
+
+static __always_inline int on_exit_mmsg(long ret, __u8 kind)
+{
+	if (ret <= 0)
+		return on_exit(ret, kind);
+	if (ret > 1) {
+		__u32 stat = FATHOM_STAT_MMSG_SKIPPED;
+		__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+		if (v)
+			*v += (__u64)(ret - 1);
+	}
+	__u64 id = bpf_get_current_pid_tgid();
+	struct args *a = bpf_map_lookup_elem(&active, &id);
+	if (!a)
+		return 0;
+	__u32 len = 0;
+	if (!a->mlen || bpf_probe_read_user(&len, sizeof(len), (const void *)a->mlen))
+		len = 0;
+	return on_exit((long)len, kind);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_mmsg(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_SENDMMSG, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit_mmsg(ctx->ret, FATHOM_KIND_EGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_mmsg(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_RECVMMSG, 1);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit_mmsg(ctx->ret, FATHOM_KIND_INGRESS);
+}
+
+/* An event without data for `sk` (connect, accept, close). */
+static __always_inline void emit_control(__u64 id, __u32 fd, struct sock *sk, struct sock_state *st, __u8 kind,
+					 __u8 syscall, __u64 ts_enter)
+{
+	struct fathom_sock_event *e = new_event(id, fd, sk);
+	if (!e)
+		return;
+	e->ts_enter_ns = ts_enter;
+	e->ts_exit_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->syscall = syscall;
+	submit(e, st, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ctx->args[0], 0, 0, 0, FATHOM_SYS_CONNECT, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct args *a = bpf_map_lookup_elem(&active, &id);
+	if (!a)
+		return 0;
+	struct args saved = *a;
+	bpf_map_delete_elem(&active, &id);
+	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
+		return 0;
+	struct sock_state *st = sock_state_of(saved.sk, saved.ino, FATHOM_ROLE_CLIENT, 1);
+	if (!st)
+		return 0;
+	st->role = FATHOM_ROLE_CLIENT;
+	emit_control(id, saved.fd, (struct sock *)saved.sk, st, FATHOM_KIND_CONNECT, FATHOM_SYS_CONNECT, saved.ts);
+	return 0;
+}
+
+static __always_inline int on_enter_accept(__u32 syscall)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
+	struct args a = {.ts = bpf_ktime_get_ns(), .syscall = syscall};
+	bpf_map_update_elem(&active, &id, &a, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_exit_accept(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct args *a = bpf_map_lookup_elem(&active, &id);
+	if (!a)
+		return 0;
+	struct args saved = *a;
+	bpf_map_delete_elem(&active, &id);
+	if (ret < 0)
+		return 0;
+	__u64 ino = 0;
+	struct sock *sk = inet_sock_of_fd((__u32)ret, &ino);
+	if (!sk)
+		return 0;
+	struct sock_state *st = sock_state_of((__u64)sk, ino, FATHOM_ROLE_SERVER, 1);
+	if (!st)
+		return 0;
+	st->role = FATHOM_ROLE_SERVER;
+	emit_control(id, (__u32)ret, sk, st, FATHOM_KIND_ACCEPT, (__u8)saved.syscall, saved.ts);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int enter_accept(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_accept(FATHOM_SYS_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int enter_accept4(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter_accept(FATHOM_SYS_ACCEPT4);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit_accept(ctx->ret);
+}
+
+/* close(): reported before the fd goes away, so user space can end the flow; the socket's state goes. */
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {
@@ -348,18 +753,43 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!traced(id))
 		return 0;
 	__u32 fd = (__u32)ctx->args[0];
-	struct sock *sk = tcp_sock_of_fd(fd);
+	struct sock_key key = {};
+	struct sock *sk = inet_sock_of_fd(fd, &key.ino);
 	if (!sk)
 		return 0;
-	struct fathom_sock_event *e = new_event(id, fd, sk);
-	if (!e)
+	key.sk = (__u64)sk;
+	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
+	if (!st)
+		return 0; /* never traced */
+	__u64 now = bpf_ktime_get_ns();
+	emit_control(id, fd, sk, st, FATHOM_KIND_CLOSE, FATHOM_SYS_CLOSE, now);
+	bpf_map_delete_elem(&socks, &key);
+	return 0;
+}
+
+/* A traced process exited: its sockets were closed by the kernel without close() calls. One event (no socket:
+ * socket_id 0, AF_INET/TCP with zero addresses) so that user space ends its flows at once. */
+SEC("tracepoint/sched/sched_process_exit")
+int on_process_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)id != (__u32)(id >> 32) || !traced(id))
 		return 0;
+	__u32 zero = 0;
+	struct scratch_buf *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct fathom_sock_event *e = &s->e;
+	__builtin_memset(e, 0, FATHOM_HDR_LEN);
 	e->ts_enter_ns = bpf_ktime_get_ns();
 	e->ts_exit_ns = e->ts_enter_ns;
-	e->kind = FATHOM_KIND_CLOSE;
-	e->syscall = FATHOM_SYS_CLOSE;
-	e->len = 0;
-	e->captured = 0;
-	submit(e, 0);
+	e->pid = (__u32)(id >> 32);
+	e->tid = (__u32)id;
+	e->kind = FATHOM_KIND_EXIT;
+	e->family = AF_INET;
+	e->l4 = IPPROTO_TCP;
+	process_comm(e->comm);
+	if (bpf_ringbuf_output(&events, e, FATHOM_HDR_LEN, 0))
+		count(FATHOM_STAT_RING_DROPS);
 	return 0;
 }

@@ -81,7 +81,7 @@ pub use afpacket::{
 pub use config::Config;
 pub use counters::{Counters, FragmentCounters, Undecodable};
 #[cfg(all(feature = "ebpf", target_os = "linux"))]
-pub use ebpf::{EbpfConfig, EbpfError, EbpfSource, EbpfStats};
+pub use ebpf::{EbpfConfig, EbpfError, EbpfLossHandle, EbpfSource, EbpfStats};
 pub use error::CaptureError;
 pub use file::FileSource;
 pub use flow::{dst_is_server, FlowTable, WELL_KNOWN_PORTS};

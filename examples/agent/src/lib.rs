@@ -284,11 +284,32 @@ pub fn run_ebpf(
     out: impl FnMut(Output<'_>),
 ) -> anyhow::Result<PipelineStats> {
     let source = fathom_capture::EbpfSource::start(config).context("cannot start eBPF capture")?;
-    let drops = source.ring_drops_handle();
+    if let Some(path) = &source.stats().tracefs_mounted {
+        eprintln!(
+            "fathom-agent: tracefs was not mounted: mounted it at {}",
+            path.display()
+        );
+    }
+    tracing::info!(
+        programs = fathom_capture::ebpf::PROGRAMS.len(),
+        "eBPF capture started."
+    );
+    let loss = source.loss_handle();
     let stats = run_source(source, options, out)?;
-    let drops = drops.load(Ordering::Relaxed);
-    if drops > 0 {
-        tracing::warn!(drops, "eBPF ring buffer was full: socket events were lost.");
+    let drops = loss.ring_drops.load(Ordering::Relaxed);
+    let lost = loss.lost_events.load(Ordering::Relaxed);
+    tracing::info!(
+        events = loss.events.load(Ordering::Relaxed),
+        ring_drops = drops,
+        lost_events = lost,
+        "eBPF capture done."
+    );
+    if drops > 0 || lost > 0 {
+        tracing::warn!(
+            ring_drops = drops,
+            lost_events = lost,
+            "eBPF events were lost (ring buffer full or per-socket sequence gaps)."
+        );
     }
     Ok(stats)
 }

@@ -46,6 +46,27 @@ struct Cli {
     /// Capture socket data with eBPF.
     #[arg(long)]
     ebpf: bool,
+    /// With --ebpf: also hook this OpenSSL libssl (or an executable with OpenSSL linked in) for TLS plaintext,
+    /// besides the system libssl and those running processes use (repeatable).
+    #[arg(long, value_name = "PATH", requires = "ebpf")]
+    ssl_lib: Vec<PathBuf>,
+    /// With --ebpf: do not hook OpenSSL (TLS connections then show as `tls` handshakes only).
+    #[arg(long, requires = "ebpf", conflicts_with = "ssl_lib")]
+    no_ssl: bool,
+    /// With --ebpf: trace only this process id (repeatable; filtered in the kernel).
+    #[arg(long, value_name = "PID", requires = "ebpf")]
+    pid: Vec<u32>,
+    /// With --ebpf: trace only processes with this name (`comm`, repeatable; filtered in the kernel).
+    #[arg(long, value_name = "NAME", requires = "ebpf")]
+    comm: Vec<String>,
+    /// With --ebpf: trace only processes in this cgroup v2 directory or below it (repeatable; filtered in the
+    /// kernel), e.g. /sys/fs/cgroup/system.slice/nginx.service.
+    #[arg(long, value_name = "PATH", requires = "ebpf")]
+    cgroup: Vec<PathBuf>,
+    /// With --ebpf: payload bytes captured per syscall (at most 16384; the rest is counted as lost).
+    #[arg(long, value_name = "BYTES", requires = "ebpf",
+          value_parser = clap::value_parser!(u32).range(1..=16384))]
+    capture_len: Option<u32>,
     /// Ship to a fathom-server.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
@@ -106,10 +127,22 @@ fn main() -> ExitCode {
     let input = match (&cli.pcap, cli.ebpf) {
         (Some(pcap), _) => Input::Pcap(pcap.clone()),
         #[cfg(feature = "ebpf")]
-        (None, true) => Input::Ebpf(fathom_capture::EbpfConfig {
-            run_for: cli.duration.map(std::time::Duration::from_secs),
-            ..fathom_capture::EbpfConfig::default()
-        }),
+        (None, true) => {
+            let d = fathom_capture::EbpfConfig::default();
+            Input::Ebpf(fathom_capture::EbpfConfig {
+                run_for: cli.duration.map(std::time::Duration::from_secs),
+                pids: cli.pid.clone(),
+                comms: cli.comm.clone(),
+                cgroups: cli.cgroup.clone(),
+                capture_len: cli.capture_len.unwrap_or(d.capture_len),
+                ssl: fathom_capture::ebpf::SslConfig {
+                    enabled: !cli.no_ssl,
+                    libs: cli.ssl_lib.clone(),
+                    ..fathom_capture::ebpf::SslConfig::default()
+                },
+                ..d
+            })
+        }
         #[cfg(feature = "afpacket")]
         (None, false) if cli.iface.is_some() => match iface_config(&cli) {
             Ok(c) => Input::Iface(c),

@@ -15,17 +15,25 @@ const COMM_LEN: usize = 16;
 pub(crate) struct RawSockEvent {
     ts_enter_ns: u64,
     ts_exit_ns: u64,
+    socket_id: u64,
+    trace_id: u64,
+    cgroup_id: u64,
     pid: u32,
     tid: u32,
     fd: u32,
     len: u32,
     captured: u32,
+    sock_seq: u32,
+    tcp_seq: u32,
     kind: u8,
     family: u8,
     syscall: u8,
-    pad0: u8,
+    l4: u8,
+    role: u8,
+    flags: u8,
     lport: u16,
     rport: u16,
+    pad0: u16,
     laddr: [u8; 16],
     raddr: [u8; 16],
     comm: [u8; COMM_LEN],
@@ -35,7 +43,12 @@ pub(crate) struct RawSockEvent {
 /// Bytes before the payload (`FATHOM_HDR_LEN`).
 pub(crate) const HDR_LEN: usize = offset_of!(RawSockEvent, data);
 
-/// What the syscall did with the bytes.
+/// `FATHOM_FLAG_TCP_SEQ`: `tcp_seq` is valid.
+const FLAG_TCP_SEQ: u8 = 1;
+/// `FATHOM_FLAG_TLS`: the data is TLS plaintext from a library hook.
+const FLAG_TLS: u8 = 2;
+
+/// What the event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// write/sendto/writev/sendmsg: the bytes leave the process.
@@ -44,6 +57,32 @@ pub(crate) enum Kind {
     Ingress,
     /// close() of the socket.
     Close,
+    /// connect() succeeded (or is in progress): the process is the socket's client.
+    Connect,
+    /// accept()/accept4() returned the socket: the process is its server.
+    Accept,
+    /// The process exited (no socket fields).
+    Exit,
+}
+
+/// What the kernel side knows of the process's role on the socket (`FATHOM_ROLE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Opened before tracing started.
+    Unknown,
+    /// connect()ed (or, UDP, sent first).
+    Client,
+    /// accept()ed (or, UDP, received first).
+    Server,
+}
+
+/// Transport of the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum L4 {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
 }
 
 /// One parsed event, borrowing its payload from the ring buffer.
@@ -51,12 +90,26 @@ pub(crate) enum Kind {
 pub(crate) struct SockEvent<'a> {
     pub ts_enter_ns: u64,
     pub ts_exit_ns: u64,
+    /// Unique per socket (never reused while the programs run).
+    pub socket_id: u64,
+    /// Syscall trace id, 0 when none.
+    pub trace_id: u64,
+    #[allow(dead_code)]
+    pub cgroup_id: u64,
     pub pid: u32,
     pub tid: u32,
     pub fd: u32,
     /// Bytes the syscall transferred.
     pub len: u32,
+    /// Per-socket event number.
+    pub sock_seq: u32,
+    /// TCP sequence number of the first byte, when known.
+    pub tcp_seq: Option<u32>,
     pub kind: Kind,
+    pub l4: L4,
+    pub role: Role,
+    /// TLS plaintext from a library hook.
+    pub tls: bool,
     pub local: (IpAddr, u16),
     pub remote: (IpAddr, u16),
     pub comm: &'a [u8],
@@ -105,22 +158,45 @@ impl<'a> SockEvent<'a> {
             0 => Kind::Egress,
             1 => Kind::Ingress,
             2 => Kind::Close,
+            3 => Kind::Connect,
+            4 => Kind::Accept,
+            5 => Kind::Exit,
             _ => return None,
         };
+        let l4 = match *b.get(offset_of!(RawSockEvent, l4))? {
+            6 => L4::Tcp,
+            17 => L4::Udp,
+            _ => return None,
+        };
+        let role = match *b.get(offset_of!(RawSockEvent, role))? {
+            1 => Role::Client,
+            2 => Role::Server,
+            _ => Role::Unknown,
+        };
+        let flags = *b.get(offset_of!(RawSockEvent, flags))?;
         let family = *b.get(offset_of!(RawSockEvent, family))?;
         let la = offset_of!(RawSockEvent, laddr);
         let ra = offset_of!(RawSockEvent, raddr);
         let co = offset_of!(RawSockEvent, comm);
         let comm = b.get(co..co + COMM_LEN)?;
         let comm = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(COMM_LEN)];
+        let tcp_seq = u32_at(b, offset_of!(RawSockEvent, tcp_seq))?;
         Some(SockEvent {
             ts_enter_ns: u64_at(b, offset_of!(RawSockEvent, ts_enter_ns))?,
             ts_exit_ns: u64_at(b, offset_of!(RawSockEvent, ts_exit_ns))?,
+            socket_id: u64_at(b, offset_of!(RawSockEvent, socket_id))?,
+            trace_id: u64_at(b, offset_of!(RawSockEvent, trace_id))?,
+            cgroup_id: u64_at(b, offset_of!(RawSockEvent, cgroup_id))?,
             pid: u32_at(b, offset_of!(RawSockEvent, pid))?,
             tid: u32_at(b, offset_of!(RawSockEvent, tid))?,
             fd: u32_at(b, offset_of!(RawSockEvent, fd))?,
             len: u32_at(b, offset_of!(RawSockEvent, len))?,
+            sock_seq: u32_at(b, offset_of!(RawSockEvent, sock_seq))?,
+            tcp_seq: (flags & FLAG_TCP_SEQ != 0).then_some(tcp_seq),
             kind,
+            l4,
+            role,
+            tls: flags & FLAG_TLS != 0,
             local: (
                 addr(family, b.get(la..la + 16)?)?,
                 u16_at(b, offset_of!(RawSockEvent, lport))?,
@@ -156,39 +232,54 @@ pub(crate) mod tests {
         assert_eq!(define("FATHOM_MAX_DATA"), MAX_DATA);
         assert_eq!(define("FATHOM_COMM_LEN"), COMM_LEN);
         assert_eq!(define("FATHOM_HDR_LEN"), HDR_LEN);
-        assert_eq!(offset_of!(RawSockEvent, ts_exit_ns), 8);
-        assert_eq!(offset_of!(RawSockEvent, pid), 16);
-        assert_eq!(offset_of!(RawSockEvent, tid), 20);
-        assert_eq!(offset_of!(RawSockEvent, fd), 24);
-        assert_eq!(offset_of!(RawSockEvent, len), 28);
-        assert_eq!(offset_of!(RawSockEvent, captured), 32);
-        assert_eq!(offset_of!(RawSockEvent, kind), 36);
-        assert_eq!(offset_of!(RawSockEvent, family), 37);
-        assert_eq!(offset_of!(RawSockEvent, syscall), 38);
-        assert_eq!(offset_of!(RawSockEvent, lport), 40);
-        assert_eq!(offset_of!(RawSockEvent, rport), 42);
-        assert_eq!(offset_of!(RawSockEvent, laddr), 44);
-        assert_eq!(offset_of!(RawSockEvent, raddr), 60);
-        assert_eq!(offset_of!(RawSockEvent, comm), 76);
-        assert_eq!(HDR_LEN, 92);
-        assert_eq!(size_of::<RawSockEvent>(), 16480);
-        // Every offset above is also a `_Static_assert` in the header.
-        for (field, off) in [
-            ("pid", 16),
-            ("len", 28),
-            ("kind", 36),
-            ("lport", 40),
-            ("laddr", 44),
-            ("raddr", 60),
-            ("comm", 76),
-        ] {
-            let needle = format!("struct fathom_sock_event, {field}) == {off}");
-            assert!(HEADER.contains(&needle), "{needle}");
+        assert_eq!(define("FATHOM_FLAG_TCP_SEQ"), usize::from(FLAG_TCP_SEQ));
+        assert_eq!(define("FATHOM_FLAG_TLS"), usize::from(FLAG_TLS));
+        assert_eq!(define("FATHOM_KIND_CONNECT"), 3);
+        assert_eq!(define("FATHOM_KIND_ACCEPT"), 4);
+        assert_eq!(define("FATHOM_KIND_EXIT"), 5);
+        assert_eq!(define("FATHOM_ROLE_CLIENT"), 1);
+        assert_eq!(define("FATHOM_ROLE_SERVER"), 2);
+        let fields = [
+            ("ts_exit_ns", offset_of!(RawSockEvent, ts_exit_ns), 8),
+            ("socket_id", offset_of!(RawSockEvent, socket_id), 16),
+            ("trace_id", offset_of!(RawSockEvent, trace_id), 24),
+            ("cgroup_id", offset_of!(RawSockEvent, cgroup_id), 32),
+            ("pid", offset_of!(RawSockEvent, pid), 40),
+            ("tid", offset_of!(RawSockEvent, tid), 44),
+            ("fd", offset_of!(RawSockEvent, fd), 48),
+            ("len", offset_of!(RawSockEvent, len), 52),
+            ("captured", offset_of!(RawSockEvent, captured), 56),
+            ("sock_seq", offset_of!(RawSockEvent, sock_seq), 60),
+            ("tcp_seq", offset_of!(RawSockEvent, tcp_seq), 64),
+            ("kind", offset_of!(RawSockEvent, kind), 68),
+            ("family", offset_of!(RawSockEvent, family), 69),
+            ("syscall", offset_of!(RawSockEvent, syscall), 70),
+            ("l4", offset_of!(RawSockEvent, l4), 71),
+            ("role", offset_of!(RawSockEvent, role), 72),
+            ("flags", offset_of!(RawSockEvent, flags), 73),
+            ("lport", offset_of!(RawSockEvent, lport), 74),
+            ("rport", offset_of!(RawSockEvent, rport), 76),
+            ("laddr", offset_of!(RawSockEvent, laddr), 80),
+            ("raddr", offset_of!(RawSockEvent, raddr), 96),
+            ("comm", offset_of!(RawSockEvent, comm), 112),
+        ];
+        for (field, got, want) in fields {
+            assert_eq!(got, want, "{field}");
         }
-        assert!(HEADER.contains("sizeof(struct fathom_sock_event) == 16480"));
+        assert_eq!(HDR_LEN, 128);
+        assert_eq!(size_of::<RawSockEvent>(), 16512);
+        // The offsets asserted in the header are the same numbers.
+        for (field, _, off) in fields {
+            let needle = format!("struct fathom_sock_event, {field}) == {off}");
+            if HEADER.contains(&format!("struct fathom_sock_event, {field})")) {
+                assert!(HEADER.contains(&needle), "{needle}");
+            }
+        }
+        assert!(HEADER.contains("sizeof(struct fathom_sock_event) == 16512"));
     }
 
-    /// Build a record as the eBPF side lays it out (test helper).
+    /// A data record as the eBPF side lays it out (test helper): socket id `fd + 1000`, sequence numbers from
+    /// `sock_seq`, TCP.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         kind: u8,
@@ -200,23 +291,101 @@ pub(crate) mod tests {
         len: u32,
         data: &[u8],
     ) -> Vec<u8> {
-        let mut b = vec![0u8; HDR_LEN + data.len()];
-        b[0..8].copy_from_slice(&ts_ns.to_ne_bytes());
-        b[8..16].copy_from_slice(&(ts_ns + 1000).to_ne_bytes());
-        b[16..20].copy_from_slice(&pid.to_ne_bytes());
-        b[20..24].copy_from_slice(&(pid + 1).to_ne_bytes());
-        b[24..28].copy_from_slice(&fd.to_ne_bytes());
-        b[28..32].copy_from_slice(&len.to_ne_bytes());
-        b[32..36].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-        b[36] = kind;
-        b[37] = 2;
-        b[40..42].copy_from_slice(&local.1.to_ne_bytes());
-        b[42..44].copy_from_slice(&remote.1.to_ne_bytes());
-        b[44..48].copy_from_slice(&local.0);
-        b[60..64].copy_from_slice(&remote.0);
-        b[76..80].copy_from_slice(b"curl");
-        b[HDR_LEN..].copy_from_slice(data);
-        b
+        Rec {
+            kind,
+            pid,
+            fd,
+            local,
+            remote,
+            ts_ns,
+            len,
+            ..Rec::default()
+        }
+        .build(data)
+    }
+
+    /// Mark a record built by [`record`] or [`Rec::build`] as TLS plaintext (test helper).
+    pub(crate) fn set_tls(r: &mut [u8]) {
+        r[offset_of!(RawSockEvent, flags)] |= FLAG_TLS;
+    }
+
+    /// Every field of a test record.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Rec {
+        pub kind: u8,
+        pub pid: u32,
+        pub tid: u32,
+        pub fd: u32,
+        pub socket_id: u64,
+        pub trace_id: u64,
+        pub sock_seq: u32,
+        pub tcp_seq: Option<u32>,
+        pub l4: u8,
+        pub role: u8,
+        pub local: ([u8; 4], u16),
+        pub remote: ([u8; 4], u16),
+        pub ts_ns: u64,
+        pub len: u32,
+    }
+
+    impl Default for Rec {
+        fn default() -> Self {
+            Rec {
+                kind: 0,
+                pid: 1,
+                tid: 0,
+                fd: 3,
+                socket_id: 0,
+                trace_id: 0,
+                sock_seq: 0,
+                tcp_seq: None,
+                l4: 6,
+                role: 0,
+                local: ([127, 0, 0, 1], 1),
+                remote: ([127, 0, 0, 1], 2),
+                ts_ns: 0,
+                len: 0,
+            }
+        }
+    }
+
+    impl Rec {
+        pub(crate) fn build(&self, data: &[u8]) -> Vec<u8> {
+            let mut b = vec![0u8; HDR_LEN + data.len()];
+            let tid = if self.tid == 0 {
+                self.pid + 1
+            } else {
+                self.tid
+            };
+            let socket_id = if self.socket_id == 0 {
+                u64::from(self.fd) + 1000
+            } else {
+                self.socket_id
+            };
+            b[0..8].copy_from_slice(&self.ts_ns.to_ne_bytes());
+            b[8..16].copy_from_slice(&(self.ts_ns + 1000).to_ne_bytes());
+            b[16..24].copy_from_slice(&socket_id.to_ne_bytes());
+            b[24..32].copy_from_slice(&self.trace_id.to_ne_bytes());
+            b[40..44].copy_from_slice(&self.pid.to_ne_bytes());
+            b[44..48].copy_from_slice(&tid.to_ne_bytes());
+            b[48..52].copy_from_slice(&self.fd.to_ne_bytes());
+            b[52..56].copy_from_slice(&self.len.to_ne_bytes());
+            b[56..60].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+            b[60..64].copy_from_slice(&self.sock_seq.to_ne_bytes());
+            b[64..68].copy_from_slice(&self.tcp_seq.unwrap_or(0).to_ne_bytes());
+            b[68] = self.kind;
+            b[69] = 2;
+            b[71] = self.l4;
+            b[72] = self.role;
+            b[73] = u8::from(self.tcp_seq.is_some());
+            b[74..76].copy_from_slice(&self.local.1.to_ne_bytes());
+            b[76..78].copy_from_slice(&self.remote.1.to_ne_bytes());
+            b[80..84].copy_from_slice(&self.local.0);
+            b[96..100].copy_from_slice(&self.remote.0);
+            b[112..116].copy_from_slice(b"curl");
+            b[HDR_LEN..].copy_from_slice(data);
+            b
+        }
     }
 
     #[test]
@@ -244,11 +413,14 @@ pub(crate) mod tests {
             assert!(SockEvent::parse(&r[..n]).is_none());
         }
         let mut bad = r.clone();
-        bad[36] = 9;
+        bad[68] = 9;
+        assert!(SockEvent::parse(&bad).is_none());
+        let mut bad = r.clone();
+        bad[71] = 1;
         assert!(SockEvent::parse(&bad).is_none());
         let mut v6 = r;
-        v6[37] = 10;
-        v6[44..60].copy_from_slice(&Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets());
+        v6[69] = 10;
+        v6[80..96].copy_from_slice(&Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets());
         let e = SockEvent::parse(&v6).unwrap();
         assert_eq!(e.local.0, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
     }

@@ -1,27 +1,38 @@
-//! Live capture of socket data with eBPF (feature `ebpf`, Linux, root or CAP_BPF + CAP_PERFMON).
+//! Live capture of socket data with eBPF (feature `ebpf`, Linux >= 5.12 with BTF, root or CAP_BPF + CAP_PERFMON).
 //!
 //! Syscall tracepoints (`sys_enter`/`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`,
-//! `sendmsg`, `recvmsg` (the first 8 iovec entries), and `sys_enter_close`)
-//! see the bytes every process moves through its AF_INET/AF_INET6 TCP sockets. The exit programs resolve the
-//! socket's addresses from the fd with CO-RE reads and push one event per call (the first
-//! [`EbpfConfig::capture_len`] bytes and the real length) into a BPF ring buffer; [`EbpfSource`] turns them into
-//! the same [`StreamEvent`]s as the packet path, with [`fathom_model::ChunkOrigin::Syscall`] origins.
+//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first message), `connect`, `accept`, `accept4`, and `sys_enter_close`; `sched_process_exit` for process exits) see the
+//! bytes every process moves through its AF_INET/AF_INET6 TCP and UDP sockets. The entry programs apply the
+//! in-kernel filter ([`EbpfConfig::pids`], [`EbpfConfig::comms`], [`EbpfConfig::cgroups`]; the agent's own
+//! process is never traced), resolve the socket from the fd with CO-RE reads and note the TCP sequence number;
+//! the exit programs push one event per call (the first [`EbpfConfig::capture_len`] bytes and the real length,
+//! entry and exit times, a per-socket id and event number, the syscall trace id) into a BPF ring buffer.
+//! [`EbpfSource`] turns them into the same [`StreamEvent`]s as the packet path, with
+//! [`fathom_model::ChunkOrigin::Syscall`] origins. `docs/ebpf.md` describes the events and the rules.
 //!
-//! Each traced process gets its own flow per socket: a connection between two traced processes on this host
-//! shows up twice, once from the client process and once from the server process (`side`). Flows are oriented
-//! client → server: a process whose local port is a listening port (`/proc/net/tcp{,6}`) is the server, one
-//! talking to a local listening port is the client, otherwise the port heuristic of
-//! [`dst_is_server`](crate::dst_is_server) decides. Chunks carry no sequence numbers; bytes beyond the capture
-//! length become `gap_before` of the next chunk of the same direction. A flow ends on `close()`, when its fd
-//! reappears with another socket, after [`EbpfConfig::idle_timeout_us`], or when the source stops.
+//! Each traced process gets its own flow per socket (and, for an unconnected UDP socket, per peer): a connection
+//! between two traced processes on this host shows up twice, once from the client process and once from the
+//! server process (`side`). The side is definite when the kernel saw `connect` (client) or `accept` (server), or
+//! for UDP who sent first (client); for sockets opened before tracing started, a process whose local port is a
+//! listening port (`/proc/net/tcp{,6}`) is the server, one talking to a local listening port is the client,
+//! otherwise the port heuristic of [`dst_is_server`](crate::dst_is_server) decides. TCP chunks carry the TCP
+//! sequence number of their first byte; bytes beyond the capture length, and bytes of lost events (found from the
+//! sequence numbers), become `gap_before` of the next chunk. Lost events are counted
+//! ([`EbpfStats::ring_drops`], [`EbpfStats::lost_events`]). A flow ends on `close()`, when its process exits, after
+//! [`EbpfConfig::idle_timeout_us`], when the table is full ([`EbpfConfig::max_sockets`]), or when the source stops.
 //!
-//! Not covered yet: `sendfile`/`splice`, `sendmmsg`/`recvmmsg`, io_uring, TLS plaintext (uprobes), UDP.
+//! TLS: uprobes on OpenSSL's `SSL_read`/`SSL_write` (and `_ex`) report the plaintext as data of the call's
+//! socket, with `tls_plaintext` set, and the ciphertext of those calls is not reported (see [`ssl`] and
+//! `docs/ebpf.md`).
+//!
+//! Not covered yet: `sendfile`/`splice`, messages of `sendmmsg`/`recvmmsg` after the first (counted), io_uring.
 
 mod event;
 mod flows;
+pub mod ssl;
 
 use crate::{CaptureError, Counters, EventSource};
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use fathom_model::StreamEvent;
@@ -29,17 +40,19 @@ use flows::{ProcListenPorts, SyscallFlows};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::time::{clock_gettime, ClockId};
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use event::MAX_DATA;
+pub use ssl::{SslConfig, SslError};
 
 static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock_trace.bpf.o"));
 
 /// The eBPF programs and the tracepoints they attach to.
-const PROGRAMS: [(&str, &str); 17] = [
+pub const PROGRAMS: [(&str, &str); 27] = [
     ("enter_write", "sys_enter_write"),
     ("exit_write", "sys_exit_write"),
     ("enter_read", "sys_enter_read"),
@@ -56,35 +69,73 @@ const PROGRAMS: [(&str, &str); 17] = [
     ("exit_sendmsg", "sys_exit_sendmsg"),
     ("enter_recvmsg", "sys_enter_recvmsg"),
     ("exit_recvmsg", "sys_exit_recvmsg"),
+    ("enter_sendmmsg", "sys_enter_sendmmsg"),
+    ("exit_sendmmsg", "sys_exit_sendmmsg"),
+    ("enter_recvmmsg", "sys_enter_recvmmsg"),
+    ("exit_recvmmsg", "sys_exit_recvmmsg"),
+    ("enter_connect", "sys_enter_connect"),
+    ("exit_connect", "sys_exit_connect"),
+    ("enter_accept", "sys_enter_accept"),
+    ("exit_accept", "sys_exit_accept"),
+    ("enter_accept4", "sys_enter_accept4"),
+    ("exit_accept4", "sys_exit_accept4"),
     ("enter_close", "sys_enter_close"),
 ];
+
+/// The program that reports process exits, and its tracepoint (`sched/sched_process_exit`).
+const EXIT_PROGRAM: (&str, &str, &str) = ("on_process_exit", "sched", "sched_process_exit");
 
 /// Settings of an [`EbpfSource`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EbpfConfig {
     /// Payload bytes captured per syscall (the rest is counted as lost); capped to [`MAX_DATA`].
     pub capture_len: u32,
-    /// Do not trace this process (the agent itself).
+    /// Do not trace this process (the agent itself); applied in the kernel.
     pub exclude_self: bool,
+    /// Trace only these processes (tgids); empty: all. At most [`MAX_FILTER_PIDS`].
+    pub pids: Vec<u32>,
+    /// Trace only processes with these names (`comm`, at most 15 bytes each); empty: all. At most
+    /// [`MAX_FILTER_ENTRIES`].
+    pub comms: Vec<String>,
+    /// Trace only processes in these cgroup v2 directories or below them (e.g. `/sys/fs/cgroup/system.slice`);
+    /// empty: all. At most [`MAX_FILTER_ENTRIES`].
+    pub cgroups: Vec<PathBuf>,
     /// A flow with no event for this long ends (`timeout`).
     pub idle_timeout_us: u64,
+    /// Sockets tracked at most in user space; past it the least recently active one ends (`evicted`).
+    pub max_sockets: usize,
     /// How long one [`EventSource::next_events`] call waits for events when there are none.
     pub poll_timeout: Duration,
     /// Events handled per [`EventSource::next_events`] call at most.
     pub batch_events: usize,
     /// Stop by itself (as [`EbpfSource::stop`]) after this long; `None`: run until stopped.
     pub run_for: Option<Duration>,
+    /// Mount tracefs at `/sys/kernel/tracing` when no tracefs is mounted (the tracepoints need it).
+    pub mount_tracefs: bool,
+    /// OpenSSL plaintext tracing (uprobes on libssl).
+    pub ssl: SslConfig,
 }
+
+/// Most pids [`EbpfConfig::pids`] may hold (the size of the kernel's filter map).
+pub const MAX_FILTER_PIDS: usize = 256;
+/// Most names or cgroups [`EbpfConfig::comms`] and [`EbpfConfig::cgroups`] may hold.
+pub const MAX_FILTER_ENTRIES: usize = 64;
 
 impl Default for EbpfConfig {
     fn default() -> Self {
         EbpfConfig {
             capture_len: 4096,
             exclude_self: true,
+            pids: Vec::new(),
+            comms: Vec::new(),
+            cgroups: Vec::new(),
             idle_timeout_us: 60_000_000,
+            max_sockets: 65_536,
             poll_timeout: Duration::from_millis(100),
             batch_events: 1024,
             run_for: None,
+            mount_tracefs: true,
+            ssl: SslConfig::default(),
         }
     }
 }
@@ -93,9 +144,30 @@ impl Default for EbpfConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EbpfError {
-    /// The object file could not be loaded (maps created, relocations applied).
-    #[error("loading the eBPF object failed: {0}")]
-    Object(#[source] aya::EbpfError),
+    // The messages include the underlying error (no `source()`): aya's errors already print their own causes,
+    // and a chain printer (`{:#}`) would repeat them.
+    /// The object file could not be loaded (maps created, relocations applied): no BTF, no permission...
+    #[error(
+        "loading the eBPF object failed (needs a kernel with BTF, and root or CAP_BPF + CAP_PERFMON): {}",
+        chain(.0)
+    )]
+    Object(aya::EbpfError),
+    /// The filter settings are invalid (checked before anything is loaded).
+    #[error("invalid eBPF filter: {what}: {reason}")]
+    Filter {
+        /// `pid`, `comm` or `cgroup`.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// tracefs is not mounted and could not be mounted.
+    #[error("tracefs is not mounted and mounting it at {path} failed: {source}")]
+    Tracefs {
+        /// Where it was to be mounted.
+        path: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The object lacks a program or map this source needs (a build mismatch).
     #[error("eBPF object has no {what} `{name}`")]
     Missing {
@@ -105,20 +177,20 @@ pub enum EbpfError {
         name: &'static str,
     },
     /// A program was rejected by the kernel (the verifier log, when there is one, is in `verifier_log`).
-    #[error("loading eBPF program `{program}` failed: {source}{}", if verifier_log.is_empty() { String::new() } else { format!("\nverifier log:\n{verifier_log}") })]
+    #[error("loading eBPF program `{program}` failed: {}{}", chain(source), if verifier_log.is_empty() { String::new() } else { format!("\nverifier log:\n{verifier_log}") })]
     Load {
         /// The program.
         program: &'static str,
         /// The kernel's error.
-        #[source]
         source: ProgramError,
         /// The verifier's output, empty if none.
         verifier_log: String,
     },
     /// A program could not be attached to its tracepoint (tracefs missing, no permission, ...).
     #[error(
-        "attaching eBPF program `{program}` to tracepoint syscalls/{tracepoint} failed: {source} \
-         (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)"
+        "attaching eBPF program `{program}` to tracepoint `{tracepoint}` failed: {} \
+         (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)",
+        chain(source)
     )]
     Attach {
         /// The program.
@@ -126,21 +198,45 @@ pub enum EbpfError {
         /// The tracepoint.
         tracepoint: &'static str,
         /// The kernel's error.
-        #[source]
         source: ProgramError,
     },
+    /// Writing the in-kernel configuration failed.
+    #[error("writing eBPF map `{name}` failed: {}", chain(source))]
+    MapWrite {
+        /// The map.
+        name: &'static str,
+        /// Why.
+        source: aya::maps::MapError,
+    },
     /// A map could not be opened.
-    #[error("opening eBPF map `{name}` failed: {source}")]
+    #[error("opening eBPF map `{name}` failed: {}", chain(source))]
     Map {
         /// The map.
         name: &'static str,
         /// Why.
-        #[source]
         source: aya::maps::MapError,
     },
     /// Waiting for the ring buffer failed.
     #[error("polling the eBPF ring buffer failed: {0}")]
-    Poll(#[source] std::io::Error),
+    Poll(std::io::Error),
+    /// An OpenSSL library could not be hooked.
+    #[error(transparent)]
+    Ssl(#[from] SslError),
+}
+
+/// An error and its causes on one line, each cause once (aya's messages sometimes repeat their cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 impl From<EbpfError> for CaptureError {
@@ -159,23 +255,86 @@ pub struct EbpfStats {
     pub events: u64,
     /// Events the kernel side could not push because the ring buffer was full (lost socket data).
     pub ring_drops: u64,
+    /// Events missing from the per-socket numbering (every lost event, whatever lost it: ring drops included).
+    pub lost_events: u64,
+    /// Events that arrived after a later event of the same socket (ordered by the kernel's numbering).
+    pub reordered_events: u64,
+    /// Bytes read twice (`MSG_PEEK`) and dropped, found from the TCP sequence numbers.
+    pub duplicate_bytes: u64,
+    /// UDP datagrams of unconnected sockets whose peer address could not be read (not traced).
+    pub no_peer: u64,
+    /// Messages of `sendmmsg`/`recvmmsg` calls after the first (only the first is captured).
+    pub mmsg_skipped: u64,
+    /// Sockets ended because the user-space table was full ([`EbpfConfig::max_sockets`]).
+    pub sockets_evicted: u64,
     /// Records that could not be parsed (should stay 0).
     pub malformed: u64,
+    /// Sockets tracked now (after the last call to `next_events`).
+    pub live_sockets: u64,
+    /// Flows open now.
+    pub live_flows: u64,
+    /// Where tracefs was mounted by this source, if it had to.
+    pub tracefs_mounted: Option<PathBuf>,
+    /// TLS plaintext events (from OpenSSL uprobes).
+    pub ssl_plaintext_events: u64,
+    /// Ciphertext syscalls made inside OpenSSL calls, not reported (their plaintext is).
+    pub ssl_ciphertext_suppressed: u64,
+    /// Ciphertext events of sockets that already produced plaintext, dropped in user space (syscalls made
+    /// outside OpenSSL calls).
+    pub ssl_ciphertext_dropped: u64,
+    /// OpenSSL calls whose socket was never seen (memory BIOs, or a connection older than the agent whose
+    /// calls are all served from OpenSSL's buffer): their plaintext is lost.
+    pub ssl_unknown_socket: u64,
+    /// OpenSSL libraries hooked (paths).
+    pub ssl_libraries: Vec<String>,
+}
+
+/// A shared view of the loss counters that stays readable after the source moved to another thread.
+#[derive(Debug, Clone, Default)]
+pub struct EbpfLossHandle {
+    /// [`EbpfStats::ring_drops`].
+    pub ring_drops: Arc<AtomicU64>,
+    /// [`EbpfStats::lost_events`].
+    pub lost_events: Arc<AtomicU64>,
+    /// [`EbpfStats::events`].
+    pub events: Arc<AtomicU64>,
 }
 
 /// Live socket data of the processes on this host, from eBPF syscall tracepoints.
+///
+/// ```no_run
+/// use fathom_capture::{EbpfConfig, EbpfSource, EventSource};
+///
+/// // The socket data of nginx processes, 30 seconds (root needed).
+/// let mut src = EbpfSource::start(EbpfConfig {
+///     comms: vec!["nginx".into()],
+///     run_for: Some(std::time::Duration::from_secs(30)),
+///     ..EbpfConfig::default()
+/// })?;
+/// let mut events = Vec::new();
+/// while src.next_events(&mut events)? {
+///     for e in events.drain(..) {
+///         println!("{e:?}");
+///     }
+/// }
+/// println!("{:?}", src.stats());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct EbpfSource {
     /// `None` once stopped (dropping it detaches the programs).
     ebpf: Option<Ebpf>,
     ring: RingBuf<MapData>,
-    drops: PerCpuArray<MapData, u64>,
+    kstats: PerCpuArray<MapData, u64>,
     flows: SyscallFlows<ProcListenPorts>,
     config: EbpfConfig,
     counters: Counters,
     stats: EbpfStats,
     last_expire: Instant,
     started: Instant,
-    ring_drops: Arc<AtomicU64>,
+    loss: EbpfLossHandle,
+    ssl: ssl::SslHooks,
+    ssl_counters: Option<PerCpuArray<MapData, u64>>,
+    last_rescan: Instant,
     done: bool,
 }
 
@@ -203,20 +362,21 @@ impl EbpfSource {
     /// Load the programs, attach them to the syscall tracepoints and start capturing.
     ///
     /// # Errors
-    /// [`EbpfError`] naming the program (with the verifier log) or map that failed; nothing stays attached.
+    /// [`EbpfError`] naming the program (with the verifier log) or map that failed, or the invalid filter;
+    /// nothing stays attached.
     pub fn start(config: EbpfConfig) -> Result<EbpfSource, EbpfError> {
-        let self_pid: u32 = if config.exclude_self {
-            std::process::id()
-        } else {
-            0
-        };
-        let capture_len: u32 = config.capture_len.min(MAX_DATA as u32);
+        let filters = Filters::from_config(&config)?;
         let mut ebpf = EbpfLoader::new()
-            .override_global("self_pid", &self_pid, true)
-            .override_global("capture_len", &capture_len, true)
             .load(BPF_OBJECT)
             .map_err(EbpfError::Object)?;
+        filters.write(&mut ebpf, &config)?;
+        let tracefs_mounted = if config.mount_tracefs {
+            ensure_tracefs()?
+        } else {
+            None
+        };
         for (name, tracepoint) in PROGRAMS {
+            load_program(&mut ebpf, name)?;
             let prog: &mut TracePoint = ebpf
                 .program_mut(name)
                 .ok_or(EbpfError::Missing {
@@ -229,17 +389,6 @@ impl EbpfSource {
                     source,
                     verifier_log: String::new(),
                 })?;
-            prog.load().map_err(|source| {
-                let verifier_log = match &source {
-                    ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
-                    _ => String::new(),
-                };
-                EbpfError::Load {
-                    program: name,
-                    source,
-                    verifier_log,
-                }
-            })?;
             prog.attach("syscalls", tracepoint)
                 .map_err(|source| EbpfError::Attach {
                     program: name,
@@ -247,6 +396,36 @@ impl EbpfSource {
                     source,
                 })?;
         }
+        {
+            let (name, category, tracepoint) = EXIT_PROGRAM;
+            load_program(&mut ebpf, name)?;
+            let prog: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or(EbpfError::Missing {
+                    what: "program",
+                    name,
+                })?
+                .try_into()
+                .map_err(|source| EbpfError::Load {
+                    program: name,
+                    source,
+                    verifier_log: String::new(),
+                })?;
+            prog.attach(category, tracepoint)
+                .map_err(|source| EbpfError::Attach {
+                    program: name,
+                    tracepoint,
+                    source,
+                })?;
+        }
+        let ssl = ssl::SslHooks::start(&mut ebpf, &config.ssl)?;
+        let ssl_counters = match ebpf.take_map("ssl_counters") {
+            Some(m) => Some(PerCpuArray::try_from(m).map_err(|source| EbpfError::Map {
+                name: "ssl_counters",
+                source,
+            })?),
+            None => None,
+        };
         let ring = ebpf.take_map("events").ok_or(EbpfError::Missing {
             what: "map",
             name: "events",
@@ -255,26 +434,38 @@ impl EbpfSource {
             name: "events",
             source,
         })?;
-        let drops = ebpf.take_map("drops").ok_or(EbpfError::Missing {
+        let kstats = ebpf.take_map("stats").ok_or(EbpfError::Missing {
             what: "map",
-            name: "drops",
+            name: "stats",
         })?;
-        let drops = PerCpuArray::try_from(drops).map_err(|source| EbpfError::Map {
-            name: "drops",
+        let kstats = PerCpuArray::try_from(kstats).map_err(|source| EbpfError::Map {
+            name: "stats",
             source,
         })?;
         let offset = clock_ns(ClockId::CLOCK_REALTIME) - clock_ns(ClockId::CLOCK_MONOTONIC);
         Ok(EbpfSource {
             ebpf: Some(ebpf),
             ring,
-            drops,
-            flows: SyscallFlows::new(ProcListenPorts::default(), offset, config.idle_timeout_us),
+            kstats,
+            flows: SyscallFlows::new(
+                ProcListenPorts::default(),
+                offset,
+                config.idle_timeout_us,
+                config.max_sockets,
+            ),
             config,
             counters: Counters::default(),
-            stats: EbpfStats::default(),
+            stats: EbpfStats {
+                tracefs_mounted,
+                ssl_libraries: ssl.attached.clone(),
+                ..EbpfStats::default()
+            },
+            ssl,
+            ssl_counters,
+            last_rescan: Instant::now(),
             last_expire: Instant::now(),
             started: Instant::now(),
-            ring_drops: Arc::new(AtomicU64::new(0)),
+            loss: EbpfLossHandle::default(),
             done: false,
         })
     }
@@ -291,17 +482,45 @@ impl EbpfSource {
         &self.stats
     }
 
-    /// A shared view of [`EbpfStats::ring_drops`] that stays readable after the source moved to another thread.
-    pub fn ring_drops_handle(&self) -> Arc<AtomicU64> {
-        self.ring_drops.clone()
+    /// A shared view of the loss counters that stays readable after the source moved to another thread.
+    pub fn loss_handle(&self) -> EbpfLossHandle {
+        self.loss.clone()
     }
 
     fn refresh_drops(&mut self) {
-        if let Ok(values) = self.drops.get(&0, 0) {
-            self.stats.ring_drops = values.iter().sum();
-            self.ring_drops
-                .store(self.stats.ring_drops, Ordering::Relaxed);
+        let sum = |i: u32| self.kstats.get(&i, 0).map(|v| v.iter().sum::<u64>());
+        if let Ok(v) = sum(STAT_RING_DROPS) {
+            self.stats.ring_drops = v;
         }
+        if let Ok(v) = sum(STAT_NO_PEER) {
+            self.stats.no_peer = v;
+        }
+        if let Some(c) = &self.ssl_counters {
+            let sum = |i: u32| c.get(&i, 0).map_or(0, |v| v.iter().sum::<u64>());
+            self.stats.ssl_ciphertext_suppressed = sum(ssl::CNT_SUPPRESSED);
+            self.stats.ssl_unknown_socket = sum(ssl::CNT_NO_FD);
+        }
+        self.stats.ssl_libraries.clone_from(&self.ssl.attached);
+        if let Ok(v) = sum(STAT_MMSG_SKIPPED) {
+            self.stats.mmsg_skipped = v;
+        }
+        let f = self.flows.stats();
+        self.stats.ssl_plaintext_events = f.tls_events;
+        self.stats.ssl_ciphertext_dropped = f.tls_ciphertext_dropped;
+        self.stats.lost_events = f.lost_events;
+        self.stats.reordered_events = f.reordered_events;
+        self.stats.duplicate_bytes = f.duplicate_bytes;
+        self.stats.sockets_evicted = f.sockets_evicted;
+        let (sockets, flows) = self.flows.live();
+        self.stats.live_sockets = sockets as u64;
+        self.stats.live_flows = flows as u64;
+        self.loss
+            .ring_drops
+            .store(self.stats.ring_drops, Ordering::Relaxed);
+        self.loss
+            .lost_events
+            .store(self.stats.lost_events, Ordering::Relaxed);
+        self.loss.events.store(self.stats.events, Ordering::Relaxed);
     }
 
     /// Drain up to `batch_events` records from the ring buffer; returns how many.
@@ -318,6 +537,210 @@ impl EbpfSource {
         }
         n
     }
+}
+
+/// `FATHOM_STAT_RING_DROPS`, `FATHOM_STAT_NO_PEER` (indexes of the kernel's `stats` map).
+const STAT_RING_DROPS: u32 = 0;
+const STAT_NO_PEER: u32 = 1;
+const STAT_MMSG_SKIPPED: u32 = 2;
+/// `FATHOM_FILTER_*`.
+const FILTER_PID: u32 = 1;
+const FILTER_COMM: u32 = 2;
+const FILTER_CGROUP: u32 = 4;
+/// `FATHOM_COMM_LEN`.
+const COMM_LEN: usize = 16;
+
+/// Load one program, with the verifier log in the error.
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), EbpfError> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(EbpfError::Missing {
+            what: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| EbpfError::Load {
+            program: name,
+            source,
+            verifier_log: String::new(),
+        })?;
+    prog.load().map_err(|source| {
+        let verifier_log = match &source {
+            ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
+            _ => String::new(),
+        };
+        EbpfError::Load {
+            program: name,
+            source,
+            verifier_log,
+        }
+    })
+}
+
+/// `struct fathom_config` (the kernel's `fathom_config` map) as its bytes: `self_pid`, `capture_len`, `filters`,
+/// `pad0`, each a native-endian `u32`.
+fn kernel_config(self_pid: u32, capture_len: u32, filters: u32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..4].copy_from_slice(&self_pid.to_ne_bytes());
+    b[4..8].copy_from_slice(&capture_len.to_ne_bytes());
+    b[8..12].copy_from_slice(&filters.to_ne_bytes());
+    b
+}
+
+/// The in-kernel filter, validated.
+struct Filters {
+    pids: Vec<u32>,
+    comms: Vec<[u8; COMM_LEN]>,
+    cgroups: Vec<u64>,
+}
+
+/// The cgroup v2 id of a cgroup directory: its inode number on the cgroup2 file system (what
+/// `bpf_get_current_cgroup_id()` returns).
+///
+/// # Errors
+/// A message when `path` is not a directory of a cgroup v2 hierarchy.
+pub fn cgroup_id(path: &Path) -> Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_dir() || !path.join("cgroup.controllers").exists() {
+        return Err(format!(
+            "{} is not a cgroup v2 directory (no cgroup.controllers)",
+            path.display()
+        ));
+    }
+    Ok(meta.ino())
+}
+
+impl Filters {
+    fn from_config(c: &EbpfConfig) -> Result<Filters, EbpfError> {
+        let bad = |what, reason: String| EbpfError::Filter { what, reason };
+        if c.pids.len() > MAX_FILTER_PIDS {
+            return Err(bad("pid", format!("more than {MAX_FILTER_PIDS} pids")));
+        }
+        if c.comms.len() > MAX_FILTER_ENTRIES || c.cgroups.len() > MAX_FILTER_ENTRIES {
+            return Err(bad(
+                if c.comms.len() > MAX_FILTER_ENTRIES {
+                    "comm"
+                } else {
+                    "cgroup"
+                },
+                format!("more than {MAX_FILTER_ENTRIES} entries"),
+            ));
+        }
+        let mut comms = Vec::new();
+        for name in &c.comms {
+            if name.is_empty() || name.len() >= COMM_LEN || name.contains('\0') {
+                return Err(bad(
+                    "comm",
+                    format!(
+                        "{name:?}: a process name has 1 to {} bytes (the kernel's comm)",
+                        COMM_LEN - 1
+                    ),
+                ));
+            }
+            let mut k = [0u8; COMM_LEN];
+            k[..name.len()].copy_from_slice(name.as_bytes());
+            comms.push(k);
+        }
+        let mut cgroups = Vec::new();
+        for p in &c.cgroups {
+            cgroups.push(cgroup_id(p).map_err(|r| bad("cgroup", r))?);
+        }
+        if c.pids.contains(&0) {
+            return Err(bad("pid", "0 is not a process".into()));
+        }
+        Ok(Filters {
+            pids: c.pids.clone(),
+            comms,
+            cgroups,
+        })
+    }
+
+    /// Fill the kernel's config and filter maps (before any program is attached).
+    fn write(&self, ebpf: &mut Ebpf, c: &EbpfConfig) -> Result<(), EbpfError> {
+        let map_err = |name: &'static str| move |source| EbpfError::MapWrite { name, source };
+        let missing = |name: &'static str| EbpfError::Missing { what: "map", name };
+        let mut filters = 0;
+        if !self.pids.is_empty() {
+            filters |= FILTER_PID;
+            let mut m: BpfHashMap<_, u32, u8> = ebpf
+                .map_mut("filter_pids")
+                .ok_or_else(|| missing("filter_pids"))?
+                .try_into()
+                .map_err(map_err("filter_pids"))?;
+            for pid in &self.pids {
+                m.insert(pid, 1, 0).map_err(map_err("filter_pids"))?;
+            }
+        }
+        if !self.comms.is_empty() {
+            filters |= FILTER_COMM;
+            let mut m: BpfHashMap<_, [u8; COMM_LEN], u8> = ebpf
+                .map_mut("filter_comms")
+                .ok_or_else(|| missing("filter_comms"))?
+                .try_into()
+                .map_err(map_err("filter_comms"))?;
+            for comm in &self.comms {
+                m.insert(comm, 1, 0).map_err(map_err("filter_comms"))?;
+            }
+        }
+        if !self.cgroups.is_empty() {
+            filters |= FILTER_CGROUP;
+            let mut m: BpfHashMap<_, u64, u8> = ebpf
+                .map_mut("filter_cgroups")
+                .ok_or_else(|| missing("filter_cgroups"))?
+                .try_into()
+                .map_err(map_err("filter_cgroups"))?;
+            for id in &self.cgroups {
+                m.insert(id, 1, 0).map_err(map_err("filter_cgroups"))?;
+            }
+        }
+        let kc = kernel_config(
+            if c.exclude_self {
+                std::process::id()
+            } else {
+                0
+            },
+            c.capture_len.min(MAX_DATA as u32),
+            filters,
+        );
+        let mut m: Array<_, [u8; 16]> = ebpf
+            .map_mut("fathom_config")
+            .ok_or_else(|| missing("fathom_config"))?
+            .try_into()
+            .map_err(map_err("fathom_config"))?;
+        m.set(0, kc, 0).map_err(map_err("fathom_config"))
+    }
+}
+
+/// Where tracefs is found mounted (the syscall tracepoints live under `events/syscalls` there).
+const TRACEFS_PATHS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Make sure tracefs is mounted: when neither `/sys/kernel/tracing` nor `/sys/kernel/debug/tracing` holds the
+/// syscall tracepoints, mount tracefs at `/sys/kernel/tracing`. Returns where it mounted it, `None` when it was
+/// already there.
+///
+/// # Errors
+/// [`EbpfError::Tracefs`] when mounting fails (not root, no tracefs in the kernel...).
+pub fn ensure_tracefs() -> Result<Option<PathBuf>, EbpfError> {
+    if TRACEFS_PATHS
+        .iter()
+        .any(|p| Path::new(p).join("events/syscalls").is_dir())
+    {
+        return Ok(None);
+    }
+    let path = TRACEFS_PATHS[0];
+    nix::mount::mount(
+        Some("nodev"),
+        path,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| EbpfError::Tracefs {
+        path,
+        source: e.into(),
+    })?;
+    Ok(Some(PathBuf::from(path)))
 }
 
 impl EventSource for EbpfSource {
@@ -339,7 +762,9 @@ impl EventSource for EbpfSource {
                 self.refresh_drops();
                 let now = self.flows.now_us(monotonic_ns());
                 self.flows.finish(now, &mut self.counters, out);
+                self.refresh_drops();
                 self.done = true;
+                ssl::report(&self.stats);
                 return Ok(false);
             }
             return Ok(true);
@@ -353,6 +778,12 @@ impl EventSource for EbpfSource {
                 Err(e) => return Err(EbpfError::Poll(e.into()).into()),
             }
             self.drain(out);
+        }
+        if self.last_rescan.elapsed() >= ssl::RESCAN_INTERVAL {
+            self.last_rescan = Instant::now();
+            if let Some(ebpf) = self.ebpf.as_mut() {
+                self.ssl.rescan(ebpf);
+            }
         }
         if self.last_expire.elapsed() >= Duration::from_secs(1) {
             self.last_expire = Instant::now();
@@ -378,5 +809,108 @@ mod tests {
     #[test]
     fn source_is_send() {
         assert_send::<EbpfSource>();
+    }
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                == Some("0")
+        })
+    }
+
+    /// A program the verifier rejects (`bpf/test_bad.bpf.c`): the error names it and carries the verifier log;
+    /// no panic. Needs root (skips otherwise, fails under `FATHOM_REQUIRE_LIVE=1`).
+    #[test]
+    fn verifier_rejection_names_the_program_with_its_log() {
+        static BAD: &[u8] =
+            aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/test_bad.bpf.o"));
+        if !is_root() {
+            assert!(
+                std::env::var_os("FATHOM_REQUIRE_LIVE").is_none(),
+                "FATHOM_REQUIRE_LIVE is set but not running as root"
+            );
+            eprintln!("skipping: not running as root");
+            return;
+        }
+        let mut ebpf = EbpfLoader::new().load(BAD).expect("the object loads");
+        let err = load_program(&mut ebpf, "rejected_by_verifier").expect_err("verifier rejects");
+        let EbpfError::Load {
+            program,
+            verifier_log,
+            ..
+        } = &err
+        else {
+            panic!("not a load error: {err}");
+        };
+        assert_eq!(*program, "rejected_by_verifier");
+        assert!(verifier_log.contains("map_value_or_null"), "{verifier_log}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`rejected_by_verifier`") && msg.contains("verifier log:"),
+            "{msg}"
+        );
+        assert!(matches!(
+            load_program(&mut ebpf, "no_such_program"),
+            Err(EbpfError::Missing {
+                what: "program",
+                ..
+            })
+        ));
+    }
+
+    /// Bad filters are refused before anything is loaded.
+    #[test]
+    fn bad_filters_are_refused() {
+        for (config, what) in [
+            (
+                EbpfConfig {
+                    comms: vec!["sixteen-bytes-xx".into()],
+                    ..EbpfConfig::default()
+                },
+                "comm",
+            ),
+            (
+                EbpfConfig {
+                    comms: vec![String::new()],
+                    ..EbpfConfig::default()
+                },
+                "comm",
+            ),
+            (
+                EbpfConfig {
+                    pids: vec![0],
+                    ..EbpfConfig::default()
+                },
+                "pid",
+            ),
+            (
+                EbpfConfig {
+                    pids: (1..=MAX_FILTER_PIDS as u32 + 1).collect(),
+                    ..EbpfConfig::default()
+                },
+                "pid",
+            ),
+            (
+                EbpfConfig {
+                    cgroups: vec![PathBuf::from("/nonexistent/cgroup")],
+                    ..EbpfConfig::default()
+                },
+                "cgroup",
+            ),
+        ] {
+            match Filters::from_config(&config) {
+                Err(EbpfError::Filter { what: w, .. }) => assert_eq!(w, what),
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("accepted {config:?}"),
+            }
+        }
+        let ok = EbpfConfig {
+            comms: vec!["fifteen-bytes-x".into()],
+            pids: vec![1],
+            ..EbpfConfig::default()
+        };
+        assert!(Filters::from_config(&ok).is_ok());
     }
 }
