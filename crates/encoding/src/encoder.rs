@@ -66,7 +66,7 @@ static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 /// Cheap to clone (an `Arc`). Holds `(key id, value id)` pairs sorted by key name, exactly the order the
 /// string path reads a log's `tags` map in, so both paths write the same bytes. Ids are never reused by a
 /// dictionary, so a `TagSet` stays valid for the encoder's whole life; using it with another encoder is refused
-/// ([`EncodeError::ForeignTagSet`]).
+/// ([`EncodeError::TagSets`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagSet {
     owner: u64,

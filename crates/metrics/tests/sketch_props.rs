@@ -167,3 +167,50 @@ proptest! {
         prop_assert!(agg.stats().series <= cap);
     }
 }
+
+/// `Config::keep_sketches`: each closed row comes with its window's sketch, holding exactly the durations fed
+/// in that window (count, min, max, sum known from the input), and the 1 min sketch is the merge of its seconds.
+#[test]
+fn kept_sketches_are_the_windows_own() {
+    let t0 = 1_700_000_040_000_000u64; // a minute boundary
+    let durations: [&[u64]; 2] = [&[100, 250, 4000], &[7, 90_000]];
+    for keep in [false, true] {
+        let mut agg = Aggregator::new(Config {
+            keep_sketches: keep,
+            ..Config::default()
+        });
+        for (sec, ds) in durations.iter().enumerate() {
+            for (i, d) in ds.iter().enumerate() {
+                let mut log = RequestLog::new(L7Protocol::Http1);
+                log.ip_dst = "10.0.0.2".into();
+                log.port_dst = 80;
+                log.end_time_us = t0 + sec as u64 * 1_000_000 + i as u64 * 1000 + 500_000;
+                log.start_time_us = log.end_time_us - d;
+                log.response_duration_us = Some(*d);
+                agg.observe_log(&log);
+            }
+        }
+        let closed = agg.flush();
+        assert_eq!(closed.rows.len(), 3); // two 1 s windows, one 1 min window
+        if !keep {
+            assert!(closed.latency.is_empty() && closed.rtt.is_empty());
+            continue;
+        }
+        assert_eq!(closed.latency.len(), closed.rows.len());
+        for (row, s) in closed.rows.iter().zip(&closed.latency) {
+            let fed: Vec<u64> = match (row.window_s, row.window_start_us) {
+                (60, _) => durations.concat(),
+                (1, w) => durations[((w - t0) / 1_000_000) as usize].to_vec(),
+                _ => unreachable!(),
+            };
+            assert_eq!(s.count(), fed.len() as u64);
+            assert_eq!(s.sum(), fed.iter().sum::<u64>());
+            assert_eq!(
+                (s.min(), s.max()),
+                (fed.iter().min().copied(), fed.iter().max().copied())
+            );
+            assert_eq!(s.max(), row.latency_max_us);
+            assert_eq!(s.quantile_us(0.5), row.latency_p50_us);
+        }
+    }
+}
