@@ -219,6 +219,7 @@ impl SslHooks {
             let all: Vec<Target> = system.chain(running_libssl()).collect();
             hooks.hook_discovered(ebpf, &all);
         }
+        tracing::info!(libraries = hooks.attached.len(), "OpenSSL hooks attached.");
         Ok(hooks)
     }
 
