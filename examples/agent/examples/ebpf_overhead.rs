@@ -12,8 +12,9 @@
 //! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http] [--no-ssl]
 //!     [--all-processes]
 //! ```
-//! The agent traces only `nginx` and `wrk` (`--comm`, filtered in the kernel) unless `--all-processes`; the
-//! OpenSSL uprobes fire in every process that calls libssl either way. `--no-ssl` passes `--no-ssl` to the
+//! The agent traces only the benchmark's nginx (`--pid`, filtered in the kernel: one log per request) unless
+//! `--all-processes`; the OpenSSL uprobes still trap in wrk (and every process that calls libssl), where the
+//! programs return at the filter. `--no-ssl` passes `--no-ssl` to the
 //! agent (syscall tracing only, to separate the OpenSSL uprobes' cost).
 //! nginx runs as one process (`master_process off`) pinned to CPU 0 and wrk one thread pinned to CPU 1 (`--cpus 0,1` to change; `taskset`
 //! from util-linux); the agent is not pinned, so on a 2-core machine its CPU time is taken from the other two,
@@ -33,6 +34,9 @@ struct Opts {
     agent: PathBuf,
     /// Extra agent arguments (`--no-ssl`: syscall tracing only).
     agent_args: Vec<String>,
+    /// Trace the benchmark's nginx only (`--pid`, the kernel filter): other work on the machine (other tests'
+    /// servers and clients on loopback) would otherwise add its events to the agent's load.
+    trace_nginx_only: bool,
 }
 
 fn usage() -> ! {
@@ -59,6 +63,7 @@ fn parse_opts() -> Opts {
         cpus: ("0".into(), "1".into()),
         agent,
         agent_args: Vec::new(),
+        trace_nginx_only: true,
     };
     let mut all = false;
     let mut args = std::env::args().skip(1);
@@ -81,12 +86,7 @@ fn parse_opts() -> Opts {
             _ => usage(),
         }
     }
-    if !all {
-        // Trace the benchmark's processes only (the kernel filter): other work on the machine (other tests on
-        // loopback) would otherwise add its own events to the agent's load.
-        o.agent_args
-            .extend(["--comm", "nginx", "--comm", "wrk"].map(String::from));
-    }
+    o.trace_nginx_only = !all;
     if o.modes.is_empty() {
         o.modes = vec!["http", "https"];
     }
@@ -318,6 +318,11 @@ fn main() {
         .expect("port")
         .min(60000);
     let nginx = start_nginx(&dir, port, &o.cpus.0);
+    let mut o = o;
+    if o.trace_nginx_only {
+        o.agent_args
+            .extend(["--pid".to_owned(), nginx.0.id().to_string()]);
+    }
     println!(
         "ebpf_overhead: {} pairs of {} s wrk runs (1 thread, {} connections), nginx (one process) on CPU {}, wrk on \
          CPU {}, agent unpinned{}; nproc {}; load average at start {}",
