@@ -113,10 +113,17 @@ fn main() -> ExitCode {
     let input = match (&cli.pcap, cli.ebpf) {
         (Some(pcap), _) => Input::Pcap(pcap.clone()),
         #[cfg(feature = "ebpf")]
-        (None, true) => Input::Ebpf(fathom_capture::EbpfConfig {
-            run_for: cli.duration.map(std::time::Duration::from_secs),
-            ..fathom_capture::EbpfConfig::default()
-        }),
+        (None, true) => {
+            let d = fathom_capture::EbpfConfig::default();
+            Input::Ebpf(fathom_capture::EbpfConfig {
+                run_for: cli.duration.map(std::time::Duration::from_secs),
+                pids: cli.pid.clone(),
+                comms: cli.comm.clone(),
+                cgroups: cli.cgroup.clone(),
+                capture_len: cli.capture_len.unwrap_or(d.capture_len),
+                ..d
+            })
+        }
         _ => {
             eprintln!(
                 "fathom-agent: error: one of --pcap FILE, --iface IFACE or --ebpf is required"
@@ -124,8 +131,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    #[cfg(feature = "ebpf")]
-    let input = with_ebpf_flags(&cli, input);
     let extra_parsers = match load_plugins(&cli.plugin) {
         Ok(p) => p,
         Err(e) => {
@@ -357,20 +362,5 @@ fn report_metrics(m: &MetricsDriver) {
     );
     if let (n @ 1.., Some(e)) = m.otlp_failures() {
         tracing::warn!(failures = n, error = %e, "OTLP export failed.");
-    }
-}
-
-/// `--pid`, `--comm`, `--cgroup` and `--capture-len` applied to the eBPF settings.
-#[cfg(feature = "ebpf")]
-fn with_ebpf_flags(cli: &Cli, input: Input) -> Input {
-    match input {
-        Input::Ebpf(c) => Input::Ebpf(fathom_capture::EbpfConfig {
-            pids: cli.pid.clone(),
-            comms: cli.comm.clone(),
-            cgroups: cli.cgroup.clone(),
-            capture_len: cli.capture_len.unwrap_or(c.capture_len),
-            ..c
-        }),
-        other => other,
     }
 }
