@@ -78,7 +78,8 @@ static __always_inline void ssl_count(__u32 idx)
 		*v += 1;
 }
 
-/* A read/write syscall on fd starts on thread id: inside an SSL call, the first such fd is the SSL's socket. */
+/* A read/write syscall on inet socket fd starts on thread id: inside an SSL call, the first such fd is the
+ * SSL's socket. */
 static __always_inline void ssl_syscall_enter(__u64 id, __u32 fd)
 {
 	struct ssl_call *c = bpf_map_lookup_elem(&ssl_calls, &id);

@@ -2,7 +2,9 @@
 //! logs` (the agent consumes every event into logs written to /dev/null), interleaved in pairs (ABBA order, so
 //! a drift of the machine's load hits both sides alike). Prints per run the requests/s, and per mode the
 //! traced/untraced ratio of requests/s, the agent's CPU time per 10k requests (utime+stime from
-//! /proc/PID/stat over the wrk run) and the ring-buffer drops the agent reported.
+//! /proc/PID/stat over the wrk run), nginx's own CPU time per request traced/untraced (it includes the eBPF
+//! programs run in nginx's context and is less sensitive than the request rate to other load on the machine)
+//! and the ring-buffer drops the agent reported.
 //!
 //! Not a test: run it by hand, as root, on a machine as quiet as you can find:
 //! ```text
@@ -10,8 +12,9 @@
 //! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http] [--no-ssl]
 //!     [--all-processes]
 //! ```
-//! The agent traces only `nginx` and `wrk` (`--comm`, filtered in the kernel) unless `--all-processes`; the
-//! OpenSSL uprobes fire in every process that calls libssl either way. `--no-ssl` passes `--no-ssl` to the
+//! The agent traces only the benchmark's nginx (`--pid`, filtered in the kernel: one log per request) unless
+//! `--all-processes`; the OpenSSL uprobes still trap in wrk (and every process that calls libssl), where the
+//! programs return at the filter. `--no-ssl` passes `--no-ssl` to the
 //! agent (syscall tracing only, to separate the OpenSSL uprobes' cost).
 //! nginx runs as one process (`master_process off`) pinned to CPU 0 and wrk one thread pinned to CPU 1 (`--cpus 0,1` to change; `taskset`
 //! from util-linux); the agent is not pinned, so on a 2-core machine its CPU time is taken from the other two,
@@ -31,6 +34,9 @@ struct Opts {
     agent: PathBuf,
     /// Extra agent arguments (`--no-ssl`: syscall tracing only).
     agent_args: Vec<String>,
+    /// Trace the benchmark's nginx only (`--pid`, the kernel filter): other work on the machine (other tests'
+    /// servers and clients on loopback) would otherwise add its events to the agent's load.
+    trace_nginx_only: bool,
 }
 
 fn usage() -> ! {
@@ -57,6 +63,7 @@ fn parse_opts() -> Opts {
         cpus: ("0".into(), "1".into()),
         agent,
         agent_args: Vec::new(),
+        trace_nginx_only: true,
     };
     let mut all = false;
     let mut args = std::env::args().skip(1);
@@ -79,12 +86,7 @@ fn parse_opts() -> Opts {
             _ => usage(),
         }
     }
-    if !all {
-        // Trace the benchmark's processes only (the kernel filter): other work on the machine (other tests on
-        // loopback) would otherwise add its own events to the agent's load.
-        o.agent_args
-            .extend(["--comm", "nginx", "--comm", "wrk"].map(String::from));
-    }
+    o.trace_nginx_only = !all;
     if o.modes.is_empty() {
         o.modes = vec!["http", "https"];
     }
@@ -181,6 +183,8 @@ fn start_nginx(dir: &Path, port: u16, cpu: &str) -> Kill {
 struct Run {
     rps: f64,
     requests: u64,
+    /// nginx's CPU time (user + system, which includes the eBPF programs run in its context) during wrk.
+    nginx_cpu_s: f64,
     agent_cpu_s: f64,
     logs: Option<u64>,
     drops: u64,
@@ -239,12 +243,25 @@ fn field(text: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-fn run(url: &str, traced: bool, o: &Opts) -> Run {
+/// wrk's figures and nginx's CPU seconds during the run.
+fn wrk_measured(url: &str, o: &Opts, nginx: u32) -> (f64, u64, f64) {
+    let before = cpu_ticks(nginx);
+    let (rps, requests) = wrk(url, o);
+    let after = cpu_ticks(nginx);
+    (
+        rps,
+        requests,
+        after.saturating_sub(before) as f64 / ticks_per_sec() as f64,
+    )
+}
+
+fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
     if !traced {
-        let (rps, requests) = wrk(url, o);
+        let (rps, requests, nginx_cpu_s) = wrk_measured(url, o, nginx);
         return Run {
             rps,
             requests,
+            nginx_cpu_s,
             agent_cpu_s: 0.0,
             logs: None,
             drops: 0,
@@ -262,7 +279,7 @@ fn run(url: &str, traced: bool, o: &Opts) -> Run {
     let pid = agent.id();
     std::thread::sleep(Duration::from_secs(3)); // programs loaded and attached
     let before = cpu_ticks(pid);
-    let (rps, requests) = wrk(url, o);
+    let (rps, requests, nginx_cpu_s) = wrk_measured(url, o, nginx);
     let after = cpu_ticks(pid);
     let out = agent.wait_with_output().expect("agent");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -279,6 +296,7 @@ fn run(url: &str, traced: bool, o: &Opts) -> Run {
     Run {
         rps,
         requests,
+        nginx_cpu_s,
         agent_cpu_s: (after - before) as f64 / ticks_per_sec() as f64,
         logs,
         drops,
@@ -300,6 +318,11 @@ fn main() {
         .expect("port")
         .min(60000);
     let nginx = start_nginx(&dir, port, &o.cpus.0);
+    let mut o = o;
+    if o.trace_nginx_only {
+        o.agent_args
+            .extend(["--pid".to_owned(), nginx.0.id().to_string()]);
+    }
     println!(
         "ebpf_overhead: {} pairs of {} s wrk runs (1 thread, {} connections), nginx (one process) on CPU {}, wrk on \
          CPU {}, agent unpinned{}; nproc {}; load average at start {}",
@@ -329,6 +352,7 @@ fn main() {
             },
         ); // warm-up
         let mut ratios = Vec::new();
+        let mut nginx_ratios = Vec::new();
         let mut cpu_per_10k = Vec::new();
         let mut drops = 0;
         for pair in 0..o.pairs {
@@ -339,10 +363,12 @@ fn main() {
                 [true, false]
             };
             let mut rps = [0.0; 2];
+            let mut nginx_us = [0.0; 2];
             for traced in order {
-                let r = run(&url, traced, &o);
+                let r = run(&url, traced, &o, nginx.0.id());
+                let us = r.nginx_cpu_s * 1e6 / r.requests.max(1) as f64;
                 println!(
-                    "  {mode} pair {pair} {:>8}: {:>9.0} req/s ({} requests){}",
+                    "  {mode} pair {pair} {:>8}: {:>9.0} req/s ({} requests), nginx CPU {us:.1} µs/request{}",
                     if traced { "traced" } else { "untraced" },
                     r.rps,
                     r.requests,
@@ -358,6 +384,7 @@ fn main() {
                     }
                 );
                 rps[usize::from(traced)] = r.rps;
+                nginx_us[usize::from(traced)] = us;
                 if traced {
                     cpu_per_10k
                         .push(r.agent_cpu_s * 1000.0 / (r.requests.max(1) as f64 / 10_000.0));
@@ -365,20 +392,29 @@ fn main() {
                 }
             }
             ratios.push(rps[1] / rps[0]);
+            nginx_ratios.push(nginx_us[1] / nginx_us[0]);
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        let mut sorted = ratios.clone();
-        sorted.sort_by(f64::total_cmp);
-        println!(
-            "{mode}: traced/untraced req/s ratio mean {:.3} median {:.3} (pairs: {}); agent CPU {:.0} ms per 10k \
-             requests; ring-buffer drops {drops}; load average now {}",
-            mean(&ratios),
-            sorted[sorted.len() / 2],
-            ratios
-                .iter()
+        let median = |v: &[f64]| {
+            let mut s = v.to_vec();
+            s.sort_by(f64::total_cmp);
+            s.get(s.len() / 2).copied().unwrap_or(0.0)
+        };
+        let list = |v: &[f64]| {
+            v.iter()
                 .map(|r| format!("{r:.3}"))
                 .collect::<Vec<_>>()
-                .join(" "),
+                .join(" ")
+        };
+        println!(
+            "{mode}: traced/untraced req/s ratio mean {:.3} median {:.3} (pairs: {}); nginx CPU per request \
+             traced/untraced median {:.3} (pairs: {}); agent CPU {:.0} ms per 10k requests; ring-buffer drops \
+             {drops}; load average now {}",
+            mean(&ratios),
+            median(&ratios),
+            list(&ratios),
+            median(&nginx_ratios),
+            list(&nginx_ratios),
             mean(&cpu_per_10k),
             loadavg()
         );

@@ -70,7 +70,8 @@ fn free_port() -> u16 {
 const BIG_LEN: usize = 100_000;
 
 /// nginx (HTTPS on 127.0.0.1:`port`) with a certificate made now; returns the running server.
-fn start_nginx(dir: &Path, port: u16) -> Kill {
+/// With `lib_dir`, nginx runs with `LD_LIBRARY_PATH=lib_dir` (a libssl copy there).
+fn start_nginx(dir: &Path, port: u16, lib_dir: Option<&Path>) -> Kill {
     let st = Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -107,6 +108,7 @@ fn start_nginx(dir: &Path, port: u16) -> Kill {
     std::fs::write(&conf_path, conf).unwrap();
     let server = Kill(
         Command::new("nginx")
+            .envs(lib_dir.map(|d| ("LD_LIBRARY_PATH", d)))
             .arg("-p")
             .arg(dir)
             .arg("-c")
@@ -157,6 +159,66 @@ fn curl(port: u16, paths: &[&str]) -> (u32, Vec<(u16, i64)>) {
     (pid, got)
 }
 
+/// `fathom-agent --ebpf --duration 10 --json logs`, started and ready (its OpenSSL hooks attached).
+struct Agent {
+    child: Child,
+    stdout: std::thread::JoinHandle<std::io::Result<String>>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Agent {
+    fn start() -> Agent {
+        let mut agent = Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
+            .args(["--ebpf", "--duration", "10", "--json", "logs"])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fathom-agent");
+        // Its stdout and stderr are read by threads; "OpenSSL hooks attached." on stderr means every program is
+        // attached (the OpenSSL hooks come last).
+        let mut stdout = agent.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stderr = agent.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let Ok(line) = line else { break };
+                if line.contains("OpenSSL hooks attached.") {
+                    let _ = ready_tx.send(());
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        assert!(
+            ready_rx.recv_timeout(Duration::from_secs(8)).is_ok(),
+            "the agent did not hook OpenSSL within 8 s"
+        );
+
+        Agent {
+            child: agent,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Wait for the end of the run; its stdout and stderr (it must succeed).
+    fn finish(mut self) -> (String, String) {
+        let status = self.child.wait().expect("agent");
+        let stdout = self.stdout.join().unwrap().expect("agent stdout");
+        let stderr = self.stderr.join().unwrap();
+        assert!(status.success(), "{stderr}");
+        (stdout, stderr)
+    }
+}
+
 #[test]
 fn agent_logs_https_plaintext_from_openssl() {
     if !is_root() {
@@ -174,43 +236,11 @@ fn agent_logs_https_plaintext_from_openssl() {
     let dir = TempDir(std::env::temp_dir().join(format!("fathom-ssl-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
     let port = free_port();
-    let nginx = start_nginx(&dir.0, port);
+    let nginx = start_nginx(&dir.0, port, None);
     // One process (`master_process off`): it is the one serving, and killing it leaves nothing behind.
     let nginx_pid = nginx.0.id();
 
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
-        .args(["--ebpf", "--duration", "10", "--json", "logs"])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fathom-agent");
-    // Its stdout and stderr are read by threads; "Hooked OpenSSL." on stderr means every program is attached
-    // (the OpenSSL hooks come last).
-    let mut stdout = agent.stdout.take().unwrap();
-    let stdout = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
-    });
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let stderr = agent.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let Ok(line) = line else { break };
-            if line.contains("Hooked OpenSSL.") {
-                let _ = ready_tx.send(());
-            }
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text
-    });
-    assert!(
-        ready_rx.recv_timeout(Duration::from_secs(8)).is_ok(),
-        "the agent did not hook OpenSSL within 8 s"
-    );
+    let agent = Agent::start();
 
     // (curl pid, local port, path, status) of every request, as curl saw them.
     let mut want: Vec<(u32, u16, String, i64)> = Vec::new();
@@ -231,10 +261,7 @@ fn agent_logs_https_plaintext_from_openssl() {
     let codes: Vec<i64> = want.iter().map(|w| w.3).collect();
     assert_eq!(codes, [200, 404, 200, 200, 200, 200], "nginx answers");
 
-    let status = agent.wait().expect("agent");
-    let stdout = stdout.join().unwrap().expect("agent stdout");
-    let stderr = stderr.join().unwrap();
-    assert!(status.success(), "{stderr}");
+    let (stdout, stderr) = agent.finish();
     let logs: Vec<RequestLog> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("a RequestLog line"))
@@ -349,4 +376,60 @@ fn ssl_lib_without_openssl_symbols_is_an_error() {
         )),
         "{stderr}"
     );
+}
+
+/// A libssl that is not the system one, mapped by a process running before the agent starts: found in
+/// /proc/PID/maps and hooked (nginx runs with LD_LIBRARY_PATH on a copy of libssl.so.3, which is another inode).
+#[test]
+fn agent_hooks_libssl_found_in_proc_maps() {
+    if !is_root() {
+        return skip("not running as root");
+    }
+    for (tool, arg) in [
+        ("nginx", "-v"),
+        ("openssl", "version"),
+        ("curl", "--version"),
+    ] {
+        if !have(tool, arg) {
+            return skip(&format!("{tool} is not installed"));
+        }
+    }
+    let Some(system) = [
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/usr/lib/aarch64-linux-gnu/libssl.so.3",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists()) else {
+        return skip("libssl.so.3 is not installed");
+    };
+    let dir = TempDir(std::env::temp_dir().join(format!("fathom-ssl-maps-{}", std::process::id())));
+    let lib_dir = dir.0.join("lib");
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    std::fs::copy(system, lib_dir.join("libssl.so.3")).unwrap();
+    let port = free_port();
+    let nginx = start_nginx(&dir.0, port, Some(&lib_dir));
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", nginx.0.id())).unwrap();
+    let copy = lib_dir.join("libssl.so.3").display().to_string();
+    assert!(maps.contains(&copy), "nginx does not map {copy}");
+
+    let agent = Agent::start();
+    let (_, got) = curl(port, &["/index.html"]);
+    assert_eq!(got.len(), 1);
+    let (stdout, stderr) = agent.finish();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("Hooked OpenSSL.") && l.contains(&copy)),
+        "{stderr}"
+    );
+    let server: Vec<RequestLog> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a RequestLog line"))
+        .filter(|l: &RequestLog| l.port_dst == port && l.tap_side == TapSide::ServerProcess)
+        .collect();
+    assert_eq!(server.len(), 1, "{server:?}\n{stderr}");
+    assert_eq!(server[0].l7_protocol.as_str(), "http1");
+    assert_eq!(server[0].request_resource.as_deref(), Some("/index.html"));
+    assert_eq!(server[0].response_code, Some(200));
+    assert_eq!(server[0].process_id, Some(nginx.0.id()));
 }

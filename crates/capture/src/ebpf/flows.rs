@@ -250,9 +250,12 @@ impl<L: ListenPorts> SyscallFlows<L> {
             return;
         }
         if e.kind == Kind::Close {
-            if let Some(s) = self.sockets.get(&e.socket_id) {
-                self.account_seq(e.socket_id, e.sock_seq, s.next_seq);
-            }
+            // A close of a socket never seen: every event before it (numbered from 0) was lost.
+            let expected = match self.sockets.get(&e.socket_id) {
+                Some(s) => s.next_seq,
+                None => self.ended.remove(&e.socket_id).unwrap_or(0),
+            };
+            self.account_seq(e.socket_id, e.sock_seq, expected);
             self.end_socket(e.socket_id, now_us, CloseType::Fin, out);
             return;
         }
@@ -802,6 +805,15 @@ mod tests {
         );
         assert_eq!(fl.live(), (0, 0));
         assert_eq!(fl.stats().lost_events, 2);
+        // A socket whose first three events were lost shows up with its close only.
+        let closed = Rec {
+            kind: 2,
+            sock_seq: 3,
+            socket_id: 8,
+            ..base
+        };
+        push(&mut fl, &mut c, &mut out, closed, b"");
+        assert_eq!(fl.stats().lost_events, 5);
     }
 
     /// An unconnected UDP server socket: one flow per peer, one chunk per datagram, trace ids passed on; a server

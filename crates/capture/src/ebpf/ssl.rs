@@ -10,7 +10,10 @@
 //!   symbols is skipped with a warning.
 //!
 //! Files are told apart by (device, inode), so the same library reached by two paths (`/lib` and `/usr/lib`) is
-//! hooked once. Statically linked OpenSSL in an executable is hooked only when that executable is given as a
+//! hooked once. On x86-64, where `SSL_read`/`SSL_read_ex` (and the write pair) share one internal worker that
+//! starts with an instruction the kernel emulates, the worker is hooked instead of the public functions (which
+//! start with `sub $N, %rsp`, single-stepped on every call): the functions are decoded with `iced-x86` and
+//! the ELF is read with `object` (see `common_callee`). Statically linked OpenSSL in an executable is hooked only when that executable is given as a
 //! configured path (its symbols must be present); BoringSSL, GnuTLS, rustls, Go's crypto/tls are not covered.
 
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
@@ -219,6 +222,7 @@ impl SslHooks {
             let all: Vec<Target> = system.chain(running_libssl()).collect();
             hooks.hook_discovered(ebpf, &all);
         }
+        tracing::info!(libraries = hooks.attached.len(), "OpenSSL hooks attached.");
         Ok(hooks)
     }
 
