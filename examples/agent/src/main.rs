@@ -37,11 +37,11 @@ struct Cli {
     /// Capture live on this interface (AF_PACKET).
     #[arg(long, value_name = "IFACE", conflicts_with = "ebpf")]
     iface: Option<String>,
-    /// With --iface: capture threads, one AF_PACKET socket each in one fanout (hash) group.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "iface")]
-    capture_threads: usize,
+    /// With --iface: capture threads, one AF_PACKET socket each in one fanout (hash) group [default: 1].
+    #[arg(long, value_name = "N")]
+    capture_threads: Option<usize>,
     /// With --iface: classic BPF filter, as printed by `tcpdump -i IFACE -ddd 'EXPR'`.
-    #[arg(long, value_name = "FILE", requires = "iface")]
+    #[arg(long, value_name = "FILE")]
     bpf_filter_file: Option<PathBuf>,
     /// Capture socket data with eBPF.
     #[arg(long)]
@@ -100,6 +100,11 @@ fn main() -> ExitCode {
             return unsupported(name);
         }
     }
+    // (clap's `requires` is not enforced here: `--iface` conflicts with `--pcap`.)
+    if cli.iface.is_none() && (cli.capture_threads.is_some() || cli.bpf_filter_file.is_some()) {
+        eprintln!("fathom-agent: error: --capture-threads and --bpf-filter-file need --iface");
+        return ExitCode::from(2);
+    }
     if cli.json == Some(JsonKind::Traces) {
         return unsupported("--json traces");
     }
@@ -152,7 +157,7 @@ fn main() -> ExitCode {
 #[cfg(feature = "afpacket")]
 fn iface_config(cli: &Cli) -> Result<fathom_capture::AfPacketConfig, String> {
     let mut c = fathom_capture::AfPacketConfig::new(cli.iface.clone().unwrap_or_default());
-    c.threads = cli.capture_threads;
+    c.threads = cli.capture_threads.unwrap_or(1);
     c.run_for = cli.duration.map(std::time::Duration::from_secs);
     if let Some(path) = &cli.bpf_filter_file {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
