@@ -30,6 +30,15 @@ pub enum PluginError {
         /// What the plugin declared.
         found: i32,
     },
+    /// The module imports a function this host does not provide.
+    UnknownImport {
+        /// The import's module (`deepflow`, `wasi_snapshot_preview1`...).
+        module: String,
+        /// The function's name.
+        name: String,
+    },
+    /// The module speaks neither the Fathom nor the DeepFlow plugin ABI.
+    NotAPlugin(String),
 }
 
 impl fmt::Display for PluginError {
@@ -46,6 +55,12 @@ impl fmt::Display for PluginError {
                 "plugin ABI version mismatch: the plugin declares version {found}, this host implements \
                  version {ABI_VERSION} (see docs/plugins.md)"
             ),
+            PluginError::UnknownImport { module, name } => write!(
+                f,
+                "the plugin imports `{module}::{name}`, which this host does not provide (see \
+                 docs/plugins.md for the functions it links)"
+            ),
+            PluginError::NotAPlugin(e) => write!(f, "the module is not a plugin: {e}"),
         }
     }
 }
@@ -106,6 +121,11 @@ impl PluginHost {
         &self.config
     }
 
+    /// The shared wasmtime engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Compile and instantiate a plugin from wasm bytes (or, when wasmtime's `wat` feature is on, wasm
     /// text), check its ABI version, and return it ready to register with
     /// [`fathom_protocols::Engine::register`]. Its protocol is `L7Protocol::Custom(name)`.
@@ -115,6 +135,15 @@ impl PluginHost {
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<WasmPlugin>, PluginError> {
         let module =
             Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        self.load_module(name, &module)
+    }
+
+    /// [`PluginHost::load`] of a compiled module.
+    pub(crate) fn load_module(
+        &self,
+        name: &str,
+        module: &Module,
+    ) -> Result<Arc<WasmPlugin>, PluginError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.config.max_memory_bytes)
             .table_elements(self.config.max_table_elements)
@@ -130,7 +159,7 @@ impl PluginHost {
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let linker: Linker<StoreLimits> = Linker::new(&self.engine);
         let instance = linker
-            .instantiate(&mut store, &module)
+            .instantiate(&mut store, module)
             .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
         let version: TypedFunc<(), i32> = export(&instance, &mut store, "fathom_abi_version")?;
         store

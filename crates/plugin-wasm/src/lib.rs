@@ -35,7 +35,13 @@ pub const MAX_FIELD_LEN: usize = 4096;
 pub const MAX_PROBE_LEN: usize = 4096;
 
 #[cfg(feature = "wasm")]
+pub mod deepflow;
+#[cfg(feature = "wasm")]
 mod host;
+#[cfg(feature = "wasm")]
+pub mod wasi;
+#[cfg(feature = "wasm")]
+pub use deepflow::{AnyPlugin, DeepFlowPlugin};
 #[cfg(feature = "wasm")]
 pub use host::{PluginError, PluginHost, PluginStats, WasmPlugin};
 
