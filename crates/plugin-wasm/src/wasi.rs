@@ -231,7 +231,13 @@ fn is_stdio(fd: i32) -> bool {
     (0..=2).contains(&fd)
 }
 
-fn fd_write<T: HasWasi>(mut caller: Caller<'_, T>, fd: i32, iovs: i32, n: i32, nwritten: i32) -> i32 {
+fn fd_write<T: HasWasi>(
+    mut caller: Caller<'_, T>,
+    fd: i32,
+    iovs: i32,
+    n: i32,
+    nwritten: i32,
+) -> i32 {
     if fd != 1 && fd != 2 {
         return errno::BADF;
     }
@@ -279,7 +285,12 @@ fn random_get<T: HasWasi>(mut caller: Caller<'_, T>, buf: i32, len: i32) -> i32 
     errno::SUCCESS
 }
 
-fn clock_time_get<T: HasWasi>(mut caller: Caller<'_, T>, id: i32, _precision: i64, out: i32) -> i32 {
+fn clock_time_get<T: HasWasi>(
+    mut caller: Caller<'_, T>,
+    id: i32,
+    _precision: i64,
+    out: i32,
+) -> i32 {
     let ns = match id {
         // REALTIME
         0 => SystemTime::now()
@@ -325,14 +336,22 @@ fn fd_filestat_get<T>(mut caller: Caller<'_, T>, fd: i32, out: i32) -> i32 {
 pub(crate) fn add_to_linker<T: HasWasi + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     let m = MODULE;
     // Arguments and environment: empty.
-    linker.func_wrap(m, "args_sizes_get", |mut c: Caller<'_, T>, a: i32, b: i32| {
-        write_zero_sizes(&mut c, a, b)
+    linker.func_wrap(
+        m,
+        "args_sizes_get",
+        |mut c: Caller<'_, T>, a: i32, b: i32| write_zero_sizes(&mut c, a, b),
+    )?;
+    linker.func_wrap(
+        m,
+        "environ_sizes_get",
+        |mut c: Caller<'_, T>, a: i32, b: i32| write_zero_sizes(&mut c, a, b),
+    )?;
+    linker.func_wrap(m, "args_get", |_: Caller<'_, T>, _: i32, _: i32| {
+        errno::SUCCESS
     })?;
-    linker.func_wrap(m, "environ_sizes_get", |mut c: Caller<'_, T>, a: i32, b: i32| {
-        write_zero_sizes(&mut c, a, b)
+    linker.func_wrap(m, "environ_get", |_: Caller<'_, T>, _: i32, _: i32| {
+        errno::SUCCESS
     })?;
-    linker.func_wrap(m, "args_get", |_: Caller<'_, T>, _: i32, _: i32| errno::SUCCESS)?;
-    linker.func_wrap(m, "environ_get", |_: Caller<'_, T>, _: i32, _: i32| errno::SUCCESS)?;
     // Clocks and randomness.
     linker.func_wrap(m, "clock_time_get", clock_time_get::<T>)?;
     linker.func_wrap(m, "clock_res_get", clock_res_get::<T>)?;
@@ -349,13 +368,17 @@ pub(crate) fn add_to_linker<T: HasWasi + 'static>(linker: &mut Linker<T>) -> was
             errno::BADF
         }
     })?;
-    linker.func_wrap(m, "fd_seek", |_: Caller<'_, T>, fd: i32, _: i64, _: i32, _: i32| {
-        if is_stdio(fd) {
-            errno::SPIPE
-        } else {
-            errno::BADF
-        }
-    })?;
+    linker.func_wrap(
+        m,
+        "fd_seek",
+        |_: Caller<'_, T>, fd: i32, _: i64, _: i32, _: i32| {
+            if is_stdio(fd) {
+                errno::SPIPE
+            } else {
+                errno::BADF
+            }
+        },
+    )?;
     linker.func_wrap(m, "fd_tell", |_: Caller<'_, T>, fd: i32, _: i32| {
         if is_stdio(fd) {
             errno::SPIPE
@@ -363,16 +386,28 @@ pub(crate) fn add_to_linker<T: HasWasi + 'static>(linker: &mut Linker<T>) -> was
             errno::BADF
         }
     })?;
-    let stdio_ok = |fd: i32| if is_stdio(fd) { errno::SUCCESS } else { errno::BADF };
-    linker.func_wrap(m, "fd_sync", move |_: Caller<'_, T>, fd: i32| stdio_ok(fd))?;
-    linker.func_wrap(m, "fd_datasync", move |_: Caller<'_, T>, fd: i32| stdio_ok(fd))?;
-    linker.func_wrap(m, "fd_fdstat_set_flags", move |_: Caller<'_, T>, fd: i32, _: i32| {
+    let stdio_ok = |fd: i32| {
         if is_stdio(fd) {
-            errno::NOTSUP
+            errno::SUCCESS
         } else {
             errno::BADF
         }
+    };
+    linker.func_wrap(m, "fd_sync", move |_: Caller<'_, T>, fd: i32| stdio_ok(fd))?;
+    linker.func_wrap(m, "fd_datasync", move |_: Caller<'_, T>, fd: i32| {
+        stdio_ok(fd)
     })?;
+    linker.func_wrap(
+        m,
+        "fd_fdstat_set_flags",
+        move |_: Caller<'_, T>, fd: i32, _: i32| {
+            if is_stdio(fd) {
+                errno::NOTSUP
+            } else {
+                errno::BADF
+            }
+        },
+    )?;
     linker.func_wrap(
         m,
         "fd_fdstat_set_rights",
@@ -384,27 +419,39 @@ pub(crate) fn add_to_linker<T: HasWasi + 'static>(linker: &mut Linker<T>) -> was
             }
         },
     )?;
-    linker.func_wrap(m, "fd_advise", |_: Caller<'_, T>, fd: i32, _: i64, _: i64, _: i32| {
-        if is_stdio(fd) {
-            errno::SPIPE
-        } else {
-            errno::BADF
-        }
-    })?;
-    linker.func_wrap(m, "fd_allocate", |_: Caller<'_, T>, fd: i32, _: i64, _: i64| {
-        if is_stdio(fd) {
-            errno::SPIPE
-        } else {
-            errno::BADF
-        }
-    })?;
-    linker.func_wrap(m, "fd_filestat_set_size", |_: Caller<'_, T>, fd: i32, _: i64| {
-        if is_stdio(fd) {
-            errno::INVAL
-        } else {
-            errno::BADF
-        }
-    })?;
+    linker.func_wrap(
+        m,
+        "fd_advise",
+        |_: Caller<'_, T>, fd: i32, _: i64, _: i64, _: i32| {
+            if is_stdio(fd) {
+                errno::SPIPE
+            } else {
+                errno::BADF
+            }
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_allocate",
+        |_: Caller<'_, T>, fd: i32, _: i64, _: i64| {
+            if is_stdio(fd) {
+                errno::SPIPE
+            } else {
+                errno::BADF
+            }
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_filestat_set_size",
+        |_: Caller<'_, T>, fd: i32, _: i64| {
+            if is_stdio(fd) {
+                errno::INVAL
+            } else {
+                errno::BADF
+            }
+        },
+    )?;
     linker.func_wrap(
         m,
         "fd_filestat_set_times",
@@ -443,19 +490,32 @@ pub(crate) fn add_to_linker<T: HasWasi + 'static>(linker: &mut Linker<T>) -> was
         "fd_readdir",
         |_: Caller<'_, T>, _: i32, _: i32, _: i32, _: i64, _: i32| errno::BADF,
     )?;
-    linker.func_wrap(m, "fd_renumber", |_: Caller<'_, T>, _: i32, _: i32| errno::NOTSUP)?;
+    linker.func_wrap(m, "fd_renumber", |_: Caller<'_, T>, _: i32, _: i32| {
+        errno::NOTSUP
+    })?;
     // No preopened directories: fd 3 and up are not open.
-    linker.func_wrap(m, "fd_prestat_get", |_: Caller<'_, T>, _: i32, _: i32| errno::BADF)?;
-    linker.func_wrap(m, "fd_prestat_dir_name", |_: Caller<'_, T>, _: i32, _: i32, _: i32| {
+    linker.func_wrap(m, "fd_prestat_get", |_: Caller<'_, T>, _: i32, _: i32| {
         errno::BADF
     })?;
+    linker.func_wrap(
+        m,
+        "fd_prestat_dir_name",
+        |_: Caller<'_, T>, _: i32, _: i32, _: i32| errno::BADF,
+    )?;
     // Paths: there is no directory to resolve them against.
     linker.func_wrap(
         m,
         "path_open",
-        |_: Caller<'_, T>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32, _: i32| {
-            errno::BADF
-        },
+        |_: Caller<'_, T>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i64,
+         _: i64,
+         _: i32,
+         _: i32| { errno::BADF },
     )?;
     linker.func_wrap(
         m,
@@ -472,15 +532,21 @@ pub(crate) fn add_to_linker<T: HasWasi + 'static>(linker: &mut Linker<T>) -> was
         "path_readlink",
         |_: Caller<'_, T>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| errno::BADF,
     )?;
-    linker.func_wrap(m, "path_create_directory", |_: Caller<'_, T>, _: i32, _: i32, _: i32| {
-        errno::BADF
-    })?;
-    linker.func_wrap(m, "path_remove_directory", |_: Caller<'_, T>, _: i32, _: i32, _: i32| {
-        errno::BADF
-    })?;
-    linker.func_wrap(m, "path_unlink_file", |_: Caller<'_, T>, _: i32, _: i32, _: i32| {
-        errno::BADF
-    })?;
+    linker.func_wrap(
+        m,
+        "path_create_directory",
+        |_: Caller<'_, T>, _: i32, _: i32, _: i32| errno::BADF,
+    )?;
+    linker.func_wrap(
+        m,
+        "path_remove_directory",
+        |_: Caller<'_, T>, _: i32, _: i32, _: i32| errno::BADF,
+    )?;
+    linker.func_wrap(
+        m,
+        "path_unlink_file",
+        |_: Caller<'_, T>, _: i32, _: i32, _: i32| errno::BADF,
+    )?;
     linker.func_wrap(
         m,
         "path_rename",
@@ -498,17 +564,25 @@ pub(crate) fn add_to_linker<T: HasWasi + 'static>(linker: &mut Linker<T>) -> was
     )?;
     // Scheduling, signals, process exit.
     linker.func_wrap(m, "sched_yield", |_: Caller<'_, T>| errno::SUCCESS)?;
-    linker.func_wrap(m, "poll_oneoff", |_: Caller<'_, T>, _: i32, _: i32, _: i32, _: i32| {
-        errno::NOTSUP
-    })?;
+    linker.func_wrap(
+        m,
+        "poll_oneoff",
+        |_: Caller<'_, T>, _: i32, _: i32, _: i32, _: i32| errno::NOTSUP,
+    )?;
     linker.func_wrap(m, "proc_raise", |_: Caller<'_, T>, _: i32| errno::NOTSUP)?;
     linker.func_wrap(
         m,
         "proc_exit",
-        |_: Caller<'_, T>, code: i32| -> wasmtime::Result<()> { Err(wasmtime::Error::new(ProcExit(code))) },
+        |_: Caller<'_, T>, code: i32| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::new(ProcExit(code)))
+        },
     )?;
     // Sockets: none.
-    linker.func_wrap(m, "sock_accept", |_: Caller<'_, T>, _: i32, _: i32, _: i32| errno::BADF)?;
+    linker.func_wrap(
+        m,
+        "sock_accept",
+        |_: Caller<'_, T>, _: i32, _: i32, _: i32| errno::BADF,
+    )?;
     linker.func_wrap(
         m,
         "sock_recv",
@@ -519,7 +593,9 @@ pub(crate) fn add_to_linker<T: HasWasi + 'static>(linker: &mut Linker<T>) -> was
         "sock_send",
         |_: Caller<'_, T>, _: i32, _: i32, _: i32, _: i32, _: i32| errno::BADF,
     )?;
-    linker.func_wrap(m, "sock_shutdown", |_: Caller<'_, T>, _: i32, _: i32| errno::BADF)?;
+    linker.func_wrap(m, "sock_shutdown", |_: Caller<'_, T>, _: i32, _: i32| {
+        errno::BADF
+    })?;
     Ok(())
 }
 
@@ -545,7 +621,7 @@ mod tests {
         assert_eq!(w.lines[0].len(), MAX_LOG_LINE);
         w.output(0, b"\n");
         assert!(w.lines[0].is_empty());
-        assert_eq!(w.output_bytes, 10 + 3 * MAX_LOG_LINE as u64 + 1);
+        assert_eq!(w.output_bytes, 9 + 3 * MAX_LOG_LINE as u64 + 1);
     }
 
     #[test]

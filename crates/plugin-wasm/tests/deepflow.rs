@@ -28,14 +28,25 @@ fn build_plugin(legacy: bool) -> Option<Vec<u8>> {
         });
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target);
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target);
         if legacy {
             cmd.args(["--features", "legacy"]);
         }
-        for v in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+        for v in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+        ] {
             cmd.env_remove(v);
         }
         let out = cmd.output().expect("run cargo");
@@ -128,8 +139,14 @@ fn check_frpc_logs(logs: &[RequestLog]) {
     // Request 1 went first (t=1000) and its response arrived in the second chunk (t=2000).
     assert_eq!(frpc[0].response_duration_us, Some(1_000));
     // The plugin reports req_len/resp_len: each log counts its own message's bytes.
-    assert_eq!(frpc[0].captured_request_byte, frpc_request(1, "GetUser").len() as u64);
-    assert_eq!(frpc[1].captured_response_byte, frpc_response(2, 1, "denied").len() as u64);
+    assert_eq!(
+        frpc[0].captured_request_byte,
+        frpc_request(1, "GetUser").len() as u64
+    );
+    assert_eq!(
+        frpc[1].captured_response_byte,
+        frpc_response(2, 1, "denied").len() as u64
+    );
 }
 
 fn run_frpc(wasm: &[u8], split: Option<usize>) -> (Vec<RequestLog>, AnyPlugin) {
@@ -144,7 +161,9 @@ fn run_frpc(wasm: &[u8], split: Option<usize>) -> (Vec<RequestLog>, AnyPlugin) {
 
 #[test]
 fn deepflow_plugin_parses_frpc_through_engine() {
-    let Some(wasm) = build_plugin(false) else { return };
+    let Some(wasm) = build_plugin(false) else {
+        return;
+    };
     let (logs, plugin) = run_frpc(&wasm, None);
     check_frpc_logs(&logs);
     assert_eq!(of_proto(&logs, "http1").len(), 1, "{logs:#?}");
@@ -163,7 +182,9 @@ fn deepflow_plugin_parses_frpc_through_engine() {
 
 #[test]
 fn deepflow_plugin_legacy_encoding_gives_the_same_logs() {
-    let Some(wasm) = build_plugin(true) else { return };
+    let Some(wasm) = build_plugin(true) else {
+        return;
+    };
     let (logs, plugin) = run_frpc(&wasm, None);
     check_frpc_logs(&logs);
     assert_eq!(plugin.stats().failures(), 0);
@@ -171,10 +192,27 @@ fn deepflow_plugin_legacy_encoding_gives_the_same_logs() {
 
 #[test]
 fn deepflow_plugin_split_at_every_offset() {
-    let Some(wasm) = build_plugin(false) else { return };
-    let longest = frpc_conversation().iter().map(|(_, b)| b.len()).max().unwrap();
+    let Some(wasm) = build_plugin(false) else {
+        return;
+    };
+    let plugin = host(4).load_any("frpc", &wasm).unwrap();
+    let longest = frpc_conversation()
+        .iter()
+        .map(|(_, b)| b.len())
+        .max()
+        .unwrap();
     for k in 1..longest {
-        let (logs, plugin) = run_frpc(&wasm, Some(k));
+        let mut engine = engine_with(&plugin);
+        let mut logs = Vec::new();
+        feed(
+            &mut engine,
+            10 + k as u64,
+            7000,
+            &frpc_conversation(),
+            Some(k),
+            &mut logs,
+        );
+        engine.finish(&mut logs);
         check_frpc_logs(&logs);
         assert_eq!(plugin.stats().failures(), 0, "split at {k}");
     }
@@ -240,7 +278,9 @@ fn well_behaved_wat_plugin_reports_its_request() {
     let logs = drive(&p, 1);
     let frpc = of_proto(&logs, "frpc");
     assert!(!frpc.is_empty(), "{logs:#?}");
-    assert!(frpc.iter().all(|l| l.request_type.as_deref() == Some("Ping")));
+    assert!(frpc
+        .iter()
+        .all(|l| l.request_type.as_deref() == Some("Ping")));
     assert_eq!(p.stats().failures(), 0);
 }
 
@@ -259,7 +299,9 @@ fn endless_check_payload_is_stopped_counted_and_disabled() {
 
 #[test]
 fn trapping_parse_payload_is_counted() {
-    let p = host(2).load_any("frpc", &wasm(&hostile("", "unreachable"))).unwrap();
+    let p = host(2)
+        .load_any("frpc", &wasm(&hostile("", "unreachable")))
+        .unwrap();
     let logs = drive(&p, 4);
     let s = p.stats();
     assert_eq!(s.traps, 2, "{s:?}");
@@ -274,7 +316,9 @@ fn proc_exit_and_memory_bombs_fail_the_call() {
         "(call $exit (i32.const 3))",
         "(drop (memory.grow (i32.const 30000))) (i32.store (i32.const 0x1fffffc) (i32.const 1))",
     ] {
-        let p = host(1).load_any("frpc", &wasm(&hostile("", parse))).unwrap();
+        let p = host(1)
+            .load_any("frpc", &wasm(&hostile("", parse)))
+            .unwrap();
         drive(&p, 1);
         let s = p.stats();
         assert_eq!(s.traps, 1, "{parse}: {s:?}");
@@ -327,11 +371,7 @@ fn unknown_imports_are_refused_by_name() {
             "deepflow",
             "vm_read_everything",
         ),
-        (
-            r#"(import "env" "abort" (func))"#,
-            "env",
-            "abort",
-        ),
+        (r#"(import "env" "abort" (func))"#, "env", "abort"),
     ] {
         let wat = HOSTILE
             .replace("{IMPORTS}", import)
@@ -347,7 +387,10 @@ fn unknown_imports_are_refused_by_name() {
                 name: name.into()
             }
         );
-        assert!(err.to_string().contains(&format!("{module}::{name}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("{module}::{name}")),
+            "{err}"
+        );
     }
 }
 
@@ -366,12 +409,18 @@ fn load_time_failures_are_clear() {
         .unwrap_err();
     assert!(err.to_string().contains("_start failed"), "{err}");
     let err = host(1)
-        .load_any("x", &wasm(&wat("(call $exit (i32.const 2))", "(i32.const 16)")))
+        .load_any(
+            "x",
+            &wasm(&wat("(call $exit (i32.const 2))", "(i32.const 16)")),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("proc_exit(2)"), "{err}");
     // proc_exit(0) is the normal end of a command's _start.
     assert!(host(1)
-        .load_any("x", &wasm(&wat("(call $exit (i32.const 0))", "(i32.const 16)")))
+        .load_any(
+            "x",
+            &wasm(&wat("(call $exit (i32.const 0))", "(i32.const 16)"))
+        )
         .is_ok());
     let err = host(1)
         .load_any("x", &wasm(&wat("", "(i32.const 0x7ffffff8)")))
@@ -379,7 +428,13 @@ fn load_time_failures_are_clear() {
     assert!(err.to_string().contains("out-of-bounds"), "{err}");
     // The bitmap asks for on_http_req, which is not exported.
     let err = host(1)
-        .load_any("x", &wasm(&wat("", "(i32.store8 (i32.const 16) (i32.const 0x80)) (i32.const 16)")))
+        .load_any(
+            "x",
+            &wasm(&wat(
+                "",
+                "(i32.store8 (i32.const 16) (i32.const 0x80)) (i32.const 16)",
+            )),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("on_http_req"), "{err}");
 }
@@ -387,7 +442,10 @@ fn load_time_failures_are_clear() {
 #[test]
 fn a_module_of_neither_abi_is_refused() {
     let err = host(1)
-        .load_any("x", &wasm(r#"(module (memory (export "memory") 1) (func (export "run")))"#))
+        .load_any(
+            "x",
+            &wasm(r#"(module (memory (export "memory") 1) (func (export "run")))"#),
+        )
         .unwrap_err();
     assert!(matches!(err, PluginError::NotAPlugin(_)), "{err:?}");
     assert!(err.to_string().contains("run"), "{err}");
@@ -399,4 +457,117 @@ fn fathom_modules_still_load_through_load_any() {
     assert!(matches!(p, AnyPlugin::Fathom(_)));
     let logs = drive(&p, 1);
     assert_eq!(of_proto(&logs, "frpc").len(), 3);
+}
+
+// --- HTTP hooks -------------------------------------------------------------------------------------------
+
+/// An HTTP/1 exchange: the request and response a client and server made.
+fn http_exchange(path: &str, ua: &str, status: &str) -> Vec<(Direction, Vec<u8>)> {
+    vec![
+        (
+            Direction::ClientToServer,
+            format!("GET {path} HTTP/1.1\r\nHost: shop.local\r\nUser-Agent: {ua}\r\nReferer: /home\r\n\r\n")
+                .into_bytes(),
+        ),
+        (
+            Direction::ServerToClient,
+            format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok").into_bytes(),
+        ),
+    ]
+}
+
+#[test]
+fn deepflow_http_hooks_rewrite_endpoint_add_tags_and_status() {
+    let Some(wasm) = build_plugin(false) else {
+        return;
+    };
+    let plugin = host(4).load_any("frpc", &wasm).unwrap();
+    let mut engine = engine_with(&plugin);
+    engine.add_hook(plugin.hook().expect("the plugin hooks HTTP"));
+    let mut logs = Vec::new();
+    feed(
+        &mut engine,
+        1,
+        80,
+        &http_exchange("/api/users/123?x=1", "curl/8.0", "404 Not Found"),
+        None,
+        &mut logs,
+    );
+    feed(
+        &mut engine,
+        2,
+        80,
+        &http_exchange("/api/items/7/parts", "fathom-test", "503 Unavailable"),
+        None,
+        &mut logs,
+    );
+    feed(&mut engine, 3, 7000, &frpc_conversation(), None, &mut logs);
+    engine.finish(&mut logs);
+    let mut http = of_proto(&logs, "http1");
+    http.sort_by_key(|l| l.port_src);
+    assert_eq!(http.len(), 2, "{logs:#?}");
+    // The plugin's rule: digit-only path segments become `:id`, the query goes; a 404 is rewritten to ok.
+    assert_eq!(http[0].endpoint.as_deref(), Some("/api/users/:id"));
+    assert_eq!(
+        http[0].request_resource.as_deref(),
+        Some("/api/users/123?x=1")
+    );
+    assert_eq!(http[0].response_code, Some(404));
+    assert_eq!(http[0].response_status, ResponseStatus::Ok);
+    assert_eq!(tag(http[0], "df.host"), Some("shop.local"));
+    assert_eq!(tag(http[0], "df.ua"), Some("curl/8.0"));
+    assert_eq!(tag(http[0], "df.code_class"), Some("4xx"));
+    assert_eq!(http[1].endpoint.as_deref(), Some("/api/items/:id/parts"));
+    assert_eq!(http[1].response_code, Some(503));
+    assert_eq!(http[1].response_status, ResponseStatus::ServerError);
+    assert_eq!(tag(http[1], "df.ua"), Some("fathom-test"));
+    assert_eq!(tag(http[1], "df.code_class"), Some("5xx"));
+    // The hook does not touch other protocols.
+    check_frpc_logs(&logs);
+    assert!(of_proto(&logs, "frpc")
+        .iter()
+        .all(|l| tag(l, "df.host").is_none()));
+    assert_eq!(plugin.stats().failures(), 0, "{:?}", plugin.stats());
+}
+
+#[test]
+fn hooks_of_a_failing_plugin_leave_logs_unchanged() {
+    // A DeepFlow plugin whose on_http_req traps: counted, disabled, the HTTP logs are the parser's.
+    let wat = HOSTILE
+        .replace("{IMPORTS}", "")
+        .replace("{START}", "")
+        .replace(
+            "{BITMAP}",
+            "(i32.store8 (i32.const 16) (i32.const 0x80)) (i32.const 16)",
+        )
+        .replace("{CHECK}", "")
+        .replace("{PARSE}", "")
+        .replace(
+            r#"(func (export "get_hook_bitmap")"#,
+            r#"(func (export "on_http_req") (result i32) unreachable)
+  (func (export "get_hook_bitmap")"#,
+        );
+    let plugin = host(1).load_any("bad", &wasm(&wat)).unwrap();
+    let mut engine = engine_with(&plugin);
+    engine.add_hook(plugin.hook().unwrap());
+    let mut logs = Vec::new();
+    for id in 1..=3 {
+        feed(
+            &mut engine,
+            id,
+            80,
+            &http_exchange("/api/users/1", "x", "200 OK"),
+            None,
+            &mut logs,
+        );
+    }
+    engine.finish(&mut logs);
+    let http = of_proto(&logs, "http1");
+    assert_eq!(http.len(), 3);
+    assert!(http
+        .iter()
+        .all(|l| l.endpoint.as_deref() != Some("/api/users/:id") && l.tags.is_empty()));
+    let s = plugin.stats();
+    assert_eq!(s.traps, 1, "{s:?}");
+    assert!(s.disabled);
 }

@@ -154,7 +154,9 @@ mod tests {
         };
         let mut v = Vec::new();
         ctx.encode(&mut v);
-        let mut want = vec![4, 10, 0, 0, 2, 10, 0, 0, 1, 0x1b, 0x58, 0x9c, 0x41, 6, 9, 255];
+        let mut want = vec![
+            4, 10, 0, 0, 2, 10, 0, 0, 1, 0x1b, 0x58, 0x9c, 0x41, 6, 9, 255,
+        ];
         want.extend([1, 2, 3, 4, 5, 6, 7, 8, 1, 5]);
         want.extend(b"nginx");
         want.extend([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 1, 44]);

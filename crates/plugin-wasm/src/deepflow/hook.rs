@@ -1,7 +1,10 @@
 //! DeepFlow's HTTP hooks (`on_http_req`, `on_http_resp`) as a Fathom [`MessageHook`].
 
-use super::{ctx, result, DeepFlowInfo, DeepFlowPlugin, Failure, HOOK_HTTP_REQ, HOOK_HTTP_RESP, MAX_PAYLOAD_LEN};
 use super::{add_tags, base_ctx};
+use super::{
+    ctx, result, DeepFlowInfo, DeepFlowPlugin, Failure, HOOK_HTTP_REQ, HOOK_HTTP_RESP,
+    MAX_PAYLOAD_LEN,
+};
 use fathom_model::{L7Protocol, ResponseStatus};
 use fathom_protocols::{HookInput, LogInfo, MessageHook, MessageKind};
 
@@ -85,14 +88,19 @@ impl MessageHook for DeepFlowPlugin {
                 };
                 let path = info.request_resource.as_deref().unwrap_or("");
                 let host = info.request_domain.as_deref().unwrap_or("");
-                let mut req = Vec::with_capacity(8 + path.len() + host.len() + ua.len() + referer.len());
+                let mut req =
+                    Vec::with_capacity(8 + path.len() + host.len() + ua.len() + referer.len());
                 ctx::encode_http_req(path, host, ua, referer, &mut req);
-                self.shared
-                    .call("on_http_req", |s| s.on_http_req.clone(), input.direction, |call| {
+                self.shared.call(
+                    "on_http_req",
+                    |s| s.on_http_req.clone(),
+                    input.direction,
+                    |call| {
                         base.encode(&mut call.base);
                         call.payload.extend_from_slice(payload);
                         call.http_req = Some(req);
-                    })
+                    },
+                )
             }
             MessageKind::Response if self.shared.bitmap & HOOK_HTTP_RESP != 0 => {
                 let code = info.response_code.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
@@ -100,12 +108,16 @@ impl MessageHook for DeepFlowPlugin {
                     .response_status
                     .unwrap_or_else(|| default_status(info.response_code));
                 let resp = ctx::encode_http_resp(code, result::status_to_code(status));
-                self.shared
-                    .call("on_http_resp", |s| s.on_http_resp.clone(), input.direction, |call| {
+                self.shared.call(
+                    "on_http_resp",
+                    |s| s.on_http_resp.clone(),
+                    input.direction,
+                    |call| {
                         base.encode(&mut call.base);
                         call.payload.extend_from_slice(payload);
                         call.http_resp = Some(resp);
-                    })
+                    },
+                )
             }
             _ => return,
         };
@@ -117,9 +129,10 @@ impl MessageHook for DeepFlowPlugin {
                     apply_hook_result(rec, info);
                 }
             }
-            r => self
-                .shared
-                .fail("on_http_*", Failure::BadResult(format!("the HTTP hook returned {r}"))),
+            r => self.shared.fail(
+                "on_http_*",
+                Failure::BadResult(format!("the HTTP hook returned {r}")),
+            ),
         }
     }
 }

@@ -55,9 +55,9 @@ use crate::host::PluginHost;
 use crate::wasi::{self, HasWasi, ProcExit, WasiCtx};
 use crate::{PluginError, PluginStats, WasmPlugin};
 use ctx::CtxBase;
-use fathom_model::{Direction, FlowKey, L7Protocol, ResponseStatus};
+use fathom_model::{Direction, FlowKey, L7Protocol};
 use fathom_protocols::{
-    Correlation, FlowParser, HookInput, L7Parser, Limits, LogInfo, Message, MessageHook, MessageKind,
+    Correlation, FlowParser, L7Parser, Limits, LogInfo, Message, MessageHook, MessageKind,
     ParseCtx, ParseError, ParseErrorKind, Probe, ProbeInput, Transports,
 };
 use std::fmt;
@@ -127,6 +127,14 @@ pub enum AnyPlugin {
 }
 
 impl AnyPlugin {
+    /// Which ABI the plugin speaks: `"fathom"` or `"deepflow"`.
+    pub fn abi(&self) -> &'static str {
+        match self {
+            AnyPlugin::Fathom(_) => "fathom",
+            AnyPlugin::DeepFlow(_) => "deepflow",
+        }
+    }
+
     /// The plugin's name.
     pub fn name(&self) -> &str {
         match self {
@@ -139,9 +147,7 @@ impl AnyPlugin {
     pub fn parser(&self) -> Option<Arc<dyn L7Parser>> {
         match self {
             AnyPlugin::Fathom(p) => Some(p.clone() as Arc<dyn L7Parser>),
-            AnyPlugin::DeepFlow(p) => p
-                .parses()
-                .then(|| p.clone() as Arc<dyn L7Parser>),
+            AnyPlugin::DeepFlow(p) => p.parses().then(|| p.clone() as Arc<dyn L7Parser>),
         }
     }
 
@@ -170,8 +176,8 @@ impl PluginHost {
     /// imports a function this host does not provide, and the errors of [`PluginHost::load`] /
     /// [`PluginHost::load_deepflow`].
     pub fn load_any(&self, name: &str, wasm: &[u8]) -> Result<AnyPlugin, PluginError> {
-        let module = Module::new(self.engine(), wasm)
-            .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let module =
+            Module::new(self.engine(), wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
         match detect_abi(&module) {
             Some(ModuleAbi::Fathom) => self.load_module(name, &module).map(AnyPlugin::Fathom),
             Some(ModuleAbi::DeepFlow) => self
@@ -194,9 +200,13 @@ impl PluginHost {
     ///
     /// # Errors
     /// See [`PluginError`].
-    pub fn load_deepflow(&self, name: &str, wasm: &[u8]) -> Result<Arc<DeepFlowPlugin>, PluginError> {
-        let module = Module::new(self.engine(), wasm)
-            .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+    pub fn load_deepflow(
+        &self,
+        name: &str,
+        wasm: &[u8],
+    ) -> Result<Arc<DeepFlowPlugin>, PluginError> {
+        let module =
+            Module::new(self.engine(), wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
         self.load_deepflow_module(name, &module)
     }
 
@@ -217,7 +227,10 @@ impl PluginHost {
                 .set_fuel(f)
                 .map_err(|e| PluginError::Engine(format!("{e:#}")))
         };
-        set_fuel(&mut store, config.fuel_per_call.saturating_mul(INIT_FUEL_FACTOR))?;
+        set_fuel(
+            &mut store,
+            config.fuel_per_call.saturating_mul(INIT_FUEL_FACTOR),
+        )?;
         let instance = linker
             .instantiate(&mut store, module)
             .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
@@ -260,7 +273,9 @@ impl PluginHost {
             memory
                 .read(&store, ptr as u32 as usize, &mut b)
                 .map_err(|_| {
-                    PluginError::Instantiate("get_hook_bitmap returned an out-of-bounds pointer".into())
+                    PluginError::Instantiate(
+                        "get_hook_bitmap returned an out-of-bounds pointer".into(),
+                    )
                 })?;
             u128::from_be_bytes(b)
         };
@@ -421,7 +436,10 @@ fn host_read(
         return 0;
     }
     let outcome = if len as u32 as usize > MAX_RESULT_LEN {
-        Err(format!("{what}: result of {} bytes (limit {MAX_RESULT_LEN})", len as u32))
+        Err(format!(
+            "{what}: result of {} bytes (limit {MAX_RESULT_LEN})",
+            len as u32
+        ))
     } else {
         match guest_range(ptr, len, data.len()) {
             Some(r) => take(&data[r], &mut st.call).map_err(|e| format!("{what}: {e}")),
@@ -449,7 +467,9 @@ fn take_name(bytes: &[u8], call: &mut Call) -> Result<(), String> {
         .get(..2)
         .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
         .ok_or("shorter than its length prefix")?;
-    let s = bytes.get(2..2 + len).ok_or("string longer than the buffer")?;
+    let s = bytes
+        .get(2..2 + len)
+        .ok_or("string longer than the buffer")?;
     call.name = Some(String::from_utf8_lossy(&s[..s.len().min(64)]).into_owned());
     Ok(())
 }
@@ -525,41 +545,75 @@ fn check_imports(module: &Module) -> Result<(), PluginError> {
 fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<State>> {
     let mut l: Linker<State> = Linker::new(engine);
     let m = IMPORT_MODULE;
-    l.func_wrap(m, "wasm_log", |mut c: Caller<'_, State>, ptr: i32, len: i32, level: i32| {
-        let Some(mem) = guest_memory(&mut c) else { return };
-        let (data, st) = mem.data_and_store_mut(&mut c);
-        let len = (len as u32 as usize).min(MAX_LOG_LEN);
-        let Some(r) = guest_range(ptr, len as i32, data.len()) else { return };
-        let text = String::from_utf8_lossy(&data[r]);
-        let plugin = &*st.plugin;
-        match level {
-            0 => tracing::debug!(target: "fathom_plugin_wasm::guest", plugin, "{text}"),
-            1 => tracing::info!(target: "fathom_plugin_wasm::guest", plugin, "{text}"),
-            _ => tracing::warn!(target: "fathom_plugin_wasm::guest", plugin, "{text}"),
-        }
-    })?;
-    l.func_wrap(m, "vm_read_ctx_base", |c: Caller<'_, State>, p: i32, n: i32| {
-        vm_read(c, p, n, |call| Some(&call.base), 0)
-    })?;
-    l.func_wrap(m, "vm_read_payload", |c: Caller<'_, State>, p: i32, n: i32| {
-        vm_read(c, p, n, |call| Some(&call.payload), -1)
-    })?;
-    l.func_wrap(m, "vm_read_http_req_info", |c: Caller<'_, State>, p: i32, n: i32| {
-        vm_read(c, p, n, |call| call.http_req.as_deref(), 0)
-    })?;
-    l.func_wrap(m, "vm_read_http_resp_info", |c: Caller<'_, State>, p: i32, n: i32| {
-        vm_read(c, p, n, |call| call.http_resp.as_ref().map(|b| &b[..]), 0)
-    })?;
-    l.func_wrap(m, "vm_read_custom_message_info", |_: Caller<'_, State>, _: i32, _: i32| 0i32)?;
-    l.func_wrap(m, "host_read_l7_protocol_info", |c: Caller<'_, State>, p: i32, n: i32| {
-        host_read(c, p, n, "host_read_l7_protocol_info", take_infos)
-    })?;
-    l.func_wrap(m, "host_read_str_result", |c: Caller<'_, State>, p: i32, n: i32| {
-        host_read(c, p, n, "host_read_str_result", take_name)
-    })?;
-    l.func_wrap(m, "host_read_http_result", |c: Caller<'_, State>, p: i32, n: i32| {
-        host_read(c, p, n, "host_read_http_result", take_http_result)
-    })?;
+    l.func_wrap(
+        m,
+        "wasm_log",
+        |mut c: Caller<'_, State>, ptr: i32, len: i32, level: i32| {
+            let Some(mem) = guest_memory(&mut c) else {
+                return;
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            let len = (len as u32 as usize).min(MAX_LOG_LEN);
+            let Some(r) = guest_range(ptr, len as i32, data.len()) else {
+                return;
+            };
+            let text = String::from_utf8_lossy(&data[r]);
+            let plugin = &*st.plugin;
+            match level {
+                0 => tracing::debug!(target: "fathom_plugin_wasm::guest", plugin, "{text}"),
+                1 => tracing::info!(target: "fathom_plugin_wasm::guest", plugin, "{text}"),
+                _ => tracing::warn!(target: "fathom_plugin_wasm::guest", plugin, "{text}"),
+            }
+        },
+    )?;
+    l.func_wrap(
+        m,
+        "vm_read_ctx_base",
+        |c: Caller<'_, State>, p: i32, n: i32| vm_read(c, p, n, |call| Some(&call.base), 0),
+    )?;
+    l.func_wrap(
+        m,
+        "vm_read_payload",
+        |c: Caller<'_, State>, p: i32, n: i32| vm_read(c, p, n, |call| Some(&call.payload), -1),
+    )?;
+    l.func_wrap(
+        m,
+        "vm_read_http_req_info",
+        |c: Caller<'_, State>, p: i32, n: i32| vm_read(c, p, n, |call| call.http_req.as_deref(), 0),
+    )?;
+    l.func_wrap(
+        m,
+        "vm_read_http_resp_info",
+        |c: Caller<'_, State>, p: i32, n: i32| {
+            vm_read(c, p, n, |call| call.http_resp.as_ref().map(|b| &b[..]), 0)
+        },
+    )?;
+    l.func_wrap(
+        m,
+        "vm_read_custom_message_info",
+        |_: Caller<'_, State>, _: i32, _: i32| 0i32,
+    )?;
+    l.func_wrap(
+        m,
+        "host_read_l7_protocol_info",
+        |c: Caller<'_, State>, p: i32, n: i32| {
+            host_read(c, p, n, "host_read_l7_protocol_info", take_infos)
+        },
+    )?;
+    l.func_wrap(
+        m,
+        "host_read_str_result",
+        |c: Caller<'_, State>, p: i32, n: i32| {
+            host_read(c, p, n, "host_read_str_result", take_name)
+        },
+    )?;
+    l.func_wrap(
+        m,
+        "host_read_http_result",
+        |c: Caller<'_, State>, p: i32, n: i32| {
+            host_read(c, p, n, "host_read_http_result", take_http_result)
+        },
+    )?;
     wasi::add_to_linker(&mut l)?;
     Ok(l)
 }
@@ -831,10 +885,15 @@ impl L7Parser for DeepFlowPlugin {
             flow_id_of(input.flow),
             data.len(),
         );
-        let Some(out) = self.shared.call("check_payload", |s| s.check.clone(), input.direction, |call| {
-            ctx.encode(&mut call.base);
-            call.payload.extend_from_slice(data);
-        }) else {
+        let Some(out) = self.shared.call(
+            "check_payload",
+            |s| s.check.clone(),
+            input.direction,
+            |call| {
+                ctx.encode(&mut call.base);
+                call.payload.extend_from_slice(data);
+            },
+        ) else {
             return Probe::No;
         };
         match out.ret {
@@ -842,7 +901,10 @@ impl L7Parser for DeepFlowPlugin {
             n @ 1..=255 => {
                 self.shared.proto_num.store(n as u8, Ordering::Relaxed);
                 if let Some(name) = out.name.filter(|n| !n.is_empty()) {
-                    let _ = self.shared.proto_str.set(Arc::from(name.to_ascii_lowercase()));
+                    let _ = self
+                        .shared
+                        .proto_str
+                        .set(Arc::from(name.to_ascii_lowercase()));
                 }
                 Probe::Yes
             }
@@ -943,8 +1005,14 @@ impl DeepFlowFlow {
             };
             let mut info = rec.info;
             info.protocol = self.protocol_override(rec.protocol);
-            let msg = Message::new(ctx.direction, kind, correlation, ctx.pos(start), ctx.pos(end))
-                .with_info(info);
+            let msg = Message::new(
+                ctx.direction,
+                kind,
+                correlation,
+                ctx.pos(start),
+                ctx.pos(end),
+            )
+            .with_info(info);
             let part = Pending {
                 msg,
                 attributes: rec.attributes,
@@ -1004,12 +1072,15 @@ impl FlowParser for DeepFlowFlow {
             self.flow_id,
             window.len(),
         );
-        let outcome = self
-            .shared
-            .call("parse_payload", |s| s.parse.clone(), ctx.direction, |call| {
+        let outcome = self.shared.call(
+            "parse_payload",
+            |s| s.parse.clone(),
+            ctx.direction,
+            |call| {
                 base.encode(&mut call.base);
                 call.payload.extend_from_slice(window);
-            });
+            },
+        );
         let Some(outcome) = outcome else {
             return Err(ParseError::new(ParseErrorKind::Invalid, 0));
         };
@@ -1055,4 +1126,3 @@ impl FlowParser for DeepFlowFlow {
         }
     }
 }
-

@@ -254,7 +254,11 @@ pub fn decode_result(buf: &[u8], direction: Direction) -> Result<Vec<DeepFlowInf
 }
 
 /// One frame (without its length prefix); `at` is its offset, for errors.
-pub fn decode_frame(frame: &[u8], direction: Direction, at: usize) -> Result<DeepFlowInfo, ResultError> {
+pub fn decode_frame(
+    frame: &[u8],
+    direction: Direction,
+    at: usize,
+) -> Result<DeepFlowInfo, ResultError> {
     match frame.strip_prefix(b"PB") {
         Some(pb) => decode_pb(pb, direction, at),
         None => decode_legacy(frame, direction, at),
@@ -312,7 +316,12 @@ fn decode_pb(bytes: &[u8], direction: Direction, at: usize) -> Result<DeepFlowIn
         .attributes
         .into_iter()
         .take(MAX_ATTRIBUTES)
-        .filter_map(|kv| Some((field(Some(kv.key))?, field(Some(kv.val)).unwrap_or_default())))
+        .filter_map(|kv| {
+            Some((
+                field(Some(kv.key))?,
+                field(Some(kv.val)).unwrap_or_default(),
+            ))
+        })
         .collect();
     Ok(d)
 }
@@ -442,7 +451,8 @@ pub fn decode_legacy(
                 let Some(val) = c.try_str() else { break };
                 if d.attributes.len() < MAX_ATTRIBUTES {
                     if let Some(key) = field(Some(key)) {
-                        d.attributes.push((key, field(Some(val)).unwrap_or_default()));
+                        d.attributes
+                            .push((key, field(Some(val)).unwrap_or_default()));
                     }
                 }
             }
@@ -518,7 +528,10 @@ mod tests {
         assert_eq!(got[0].protocol.as_deref(), Some("FRPC"));
         assert_eq!(got[0].req_len, Some(20));
         assert_eq!(got[1].kind, Some(MessageKind::Response));
-        assert_eq!(got[1].info.response_status, Some(ResponseStatus::ClientError));
+        assert_eq!(
+            got[1].info.response_status,
+            Some(ResponseStatus::ClientError)
+        );
         assert_eq!(got[1].info.response_code, Some(-3));
         assert_eq!(got[1].is_end, Some(true));
     }
@@ -561,7 +574,10 @@ mod tests {
         s.extend([0, 0, 0, 0, 0, 0, 0]);
         let got = decode_result(&frame(&s), Direction::ServerToClient).unwrap();
         assert_eq!(got[0].kind, Some(MessageKind::Response));
-        assert_eq!(got[0].info.response_status, Some(ResponseStatus::ServerError));
+        assert_eq!(
+            got[0].info.response_status,
+            Some(ResponseStatus::ServerError)
+        );
         assert_eq!(got[0].info.response_code, Some(-2));
         assert_eq!(got[0].info.response_exception.as_deref(), Some("boom"));
         assert_eq!(got[0].is_end, None);
@@ -585,7 +601,9 @@ mod tests {
             decode_result(&[0, 3, 1, 2, 3], Direction::ClientToServer),
             Err(ResultError::Legacy { .. })
         ));
-        let many: Vec<u8> = (0..=MAX_FRAMES).flat_map(|_| [0u8, 2, b'P', b'B']).collect();
+        let many: Vec<u8> = (0..=MAX_FRAMES)
+            .flat_map(|_| [0u8, 2, b'P', b'B'])
+            .collect();
         assert_eq!(
             decode_result(&many, Direction::ClientToServer),
             Err(ResultError::TooManyFrames)

@@ -110,7 +110,9 @@ fn frpc(p: &[u8]) -> Option<(u8, u32, &[u8], usize)> {
 #[no_mangle]
 pub extern "C" fn check_payload() -> u8 {
     let Some(ctx) = read_ctx() else { return 0 };
-    let Some(p) = read_payload(&ctx) else { return 0 };
+    let Some(p) = read_payload(&ctx) else {
+        return 0;
+    };
     if p.len() < 5 || &p[..4] != b"FRPC" || p[4] > 1 {
         return 0;
     }
@@ -267,13 +269,23 @@ fn send(frames: &[u8]) -> bool {
 #[no_mangle]
 pub extern "C" fn parse_payload() -> bool {
     let Some(ctx) = read_ctx() else { return false };
-    let Some(p) = read_payload(&ctx) else { return false };
+    let Some(p) = read_payload(&ctx) else {
+        return false;
+    };
+    // Only whole messages: a partial one makes the host offer the bytes again with more, so nothing is
+    // recorded before the whole payload is known to parse.
+    let mut off = 0;
+    while off < p.len() {
+        match frpc(&p[off..]) {
+            Some((_, _, _, total)) => off += total,
+            None => return false,
+        }
+    }
     let mut out = Vec::new();
     let mut off = 0;
     let mut guard = METHODS.lock().unwrap();
     let methods = guard.get_or_insert_with(HashMap::new);
     while off < p.len() {
-        // Only whole messages: a partial one makes the host offer the bytes again with more.
         let Some((kind, id, body, total)) = frpc(&p[off..]) else {
             return false;
         };
@@ -352,9 +364,13 @@ pub extern "C" fn on_http_req() -> bool {
     let mut strs: [&str; 4] = [""; 4];
     let mut off = 0;
     for s in strs.iter_mut() {
-        let Some(l) = b.get(off..off + 2) else { return false };
+        let Some(l) = b.get(off..off + 2) else {
+            return false;
+        };
         let l = u16::from_be_bytes([l[0], l[1]]) as usize;
-        let Some(v) = b.get(off + 2..off + 2 + l) else { return false };
+        let Some(v) = b.get(off + 2..off + 2 + l) else {
+            return false;
+        };
         *s = std::str::from_utf8(v).unwrap_or("");
         off += 2 + l;
     }
