@@ -34,7 +34,6 @@ pub const MAX_FIELD_LEN: usize = 4096;
 /// At most this many payload bytes are handed to `fathom_probe`.
 pub const MAX_PROBE_LEN: usize = 4096;
 
-#[cfg(feature = "wasm")]
 pub mod deepflow;
 #[cfg(feature = "wasm")]
 mod host;
