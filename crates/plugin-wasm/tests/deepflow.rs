@@ -518,3 +518,166 @@ fn hooks_of_a_failing_plugin_leave_logs_unchanged() {
     assert_eq!(s.traps, 1, "{s:?}");
     assert!(s.disabled);
 }
+
+// --- WASI ------------------------------------------------------------------------------------------------
+
+/// `check_payload` says yes only if every WASI answer is the documented one: the test fails otherwise.
+const WASI_PROBE: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\01")
+  (data (i32.const 300) "hello from the guest\n")
+  (func (export "get_hook_bitmap") (result i32) (i32.const 16))
+  (func (export "parse_payload") (result i32) (i32.const 0))
+  (func (export "check_payload") (result i32)
+    ;; random_get fills 16 bytes, not all zero.
+    (if (call $random (i32.const 100) (i32.const 16)) (then (return (i32.const 0))))
+    (if (i64.eqz (i64.or (i64.load (i32.const 100)) (i64.load (i32.const 108))))
+      (then (return (i32.const 0))))
+    ;; random_get out of bounds: FAULT (21).
+    (if (i32.ne (call $random (i32.const 65530) (i32.const 16)) (i32.const 21))
+      (then (return (i32.const 0))))
+    ;; The real-time clock is after 2020 (ns).
+    (if (call $clock (i32.const 0) (i64.const 1) (i32.const 120)) (then (return (i32.const 0))))
+    (if (i64.lt_u (i64.load (i32.const 120)) (i64.const 1577836800000000000))
+      (then (return (i32.const 0))))
+    ;; An unknown clock: INVAL (28).
+    (if (i32.ne (call $clock (i32.const 9) (i64.const 1) (i32.const 120)) (i32.const 28))
+      (then (return (i32.const 0))))
+    ;; fd_write to stderr: 21 bytes written.
+    (i32.store (i32.const 200) (i32.const 300))
+    (i32.store (i32.const 204) (i32.const 21))
+    (if (call $write (i32.const 2) (i32.const 200) (i32.const 1) (i32.const 208)) (then (return (i32.const 0))))
+    (if (i32.ne (i32.load (i32.const 208)) (i32.const 21)) (then (return (i32.const 0))))
+    ;; fd_write to a file descriptor that is not open: BADF (8).
+    (if (i32.ne (call $write (i32.const 5) (i32.const 200) (i32.const 1) (i32.const 208)) (i32.const 8))
+      (then (return (i32.const 0))))
+    ;; No arguments, no environment.
+    (i32.store (i32.const 220) (i32.const 7))
+    (if (call $args (i32.const 220) (i32.const 224)) (then (return (i32.const 0))))
+    (if (i32.load (i32.const 220)) (then (return (i32.const 0))))
+    (i32.store (i32.const 220) (i32.const 7))
+    (if (call $env (i32.const 220) (i32.const 224)) (then (return (i32.const 0))))
+    (if (i32.load (i32.const 220)) (then (return (i32.const 0))))
+    ;; No preopened directory, so no path opens: BADF.
+    (if (i32.ne (call $prestat (i32.const 3) (i32.const 240)) (i32.const 8)) (then (return (i32.const 0))))
+    (if (i32.ne (call $open (i32.const 3) (i32.const 0) (i32.const 300) (i32.const 5) (i32.const 0)
+                            (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 240)) (i32.const 8))
+      (then (return (i32.const 0))))
+    ;; stdin is empty; stdout is a character device (filetype 2).
+    (if (call $read (i32.const 0) (i32.const 200) (i32.const 1) (i32.const 250)) (then (return (i32.const 0))))
+    (if (i32.load (i32.const 250)) (then (return (i32.const 0))))
+    (if (call $fdstat (i32.const 1) (i32.const 256)) (then (return (i32.const 0))))
+    (if (i32.ne (i32.load8_u (i32.const 256)) (i32.const 2)) (then (return (i32.const 0))))
+    (if (call $yield) (then (return (i32.const 0))))
+    (i32.const 1))
+)
+"#;
+
+#[test]
+fn wasi_functions_answer_as_documented() {
+    let p = host(1).load_any("wasi", &wasm(WASI_PROBE)).unwrap();
+    let parser = p.parser().unwrap();
+    let f = flow(40000, 7000);
+    let verdict = parser.probe(&fathom_protocols::ProbeInput {
+        payload: b"anything",
+        direction: Direction::ClientToServer,
+        flow: &f,
+    });
+    assert_eq!(verdict, fathom_protocols::Probe::Yes, "{:?}", p.stats());
+    assert_eq!(p.stats().failures(), 0);
+}
+
+#[test]
+fn every_wasi_preview1_function_is_linked() {
+    // One import of each provided function, with its preview 1 signature: the module must load.
+    let sigs: &[(&str, &str)] = &[
+        ("args_get", "(param i32 i32) (result i32)"),
+        ("args_sizes_get", "(param i32 i32) (result i32)"),
+        ("environ_get", "(param i32 i32) (result i32)"),
+        ("environ_sizes_get", "(param i32 i32) (result i32)"),
+        ("clock_res_get", "(param i32 i32) (result i32)"),
+        ("clock_time_get", "(param i32 i64 i32) (result i32)"),
+        ("fd_advise", "(param i32 i64 i64 i32) (result i32)"),
+        ("fd_allocate", "(param i32 i64 i64) (result i32)"),
+        ("fd_close", "(param i32) (result i32)"),
+        ("fd_datasync", "(param i32) (result i32)"),
+        ("fd_fdstat_get", "(param i32 i32) (result i32)"),
+        ("fd_fdstat_set_flags", "(param i32 i32) (result i32)"),
+        ("fd_fdstat_set_rights", "(param i32 i64 i64) (result i32)"),
+        ("fd_filestat_get", "(param i32 i32) (result i32)"),
+        ("fd_filestat_set_size", "(param i32 i64) (result i32)"),
+        (
+            "fd_filestat_set_times",
+            "(param i32 i64 i64 i32) (result i32)",
+        ),
+        ("fd_pread", "(param i32 i32 i32 i64 i32) (result i32)"),
+        ("fd_prestat_get", "(param i32 i32) (result i32)"),
+        ("fd_prestat_dir_name", "(param i32 i32 i32) (result i32)"),
+        ("fd_pwrite", "(param i32 i32 i32 i64 i32) (result i32)"),
+        ("fd_read", "(param i32 i32 i32 i32) (result i32)"),
+        ("fd_readdir", "(param i32 i32 i32 i64 i32) (result i32)"),
+        ("fd_renumber", "(param i32 i32) (result i32)"),
+        ("fd_seek", "(param i32 i64 i32 i32) (result i32)"),
+        ("fd_sync", "(param i32) (result i32)"),
+        ("fd_tell", "(param i32 i32) (result i32)"),
+        ("fd_write", "(param i32 i32 i32 i32) (result i32)"),
+        ("path_create_directory", "(param i32 i32 i32) (result i32)"),
+        (
+            "path_filestat_get",
+            "(param i32 i32 i32 i32 i32) (result i32)",
+        ),
+        (
+            "path_filestat_set_times",
+            "(param i32 i32 i32 i32 i64 i64 i32) (result i32)",
+        ),
+        (
+            "path_link",
+            "(param i32 i32 i32 i32 i32 i32 i32) (result i32)",
+        ),
+        (
+            "path_open",
+            "(param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)",
+        ),
+        (
+            "path_readlink",
+            "(param i32 i32 i32 i32 i32 i32) (result i32)",
+        ),
+        ("path_remove_directory", "(param i32 i32 i32) (result i32)"),
+        (
+            "path_rename",
+            "(param i32 i32 i32 i32 i32 i32) (result i32)",
+        ),
+        ("path_symlink", "(param i32 i32 i32 i32 i32) (result i32)"),
+        ("path_unlink_file", "(param i32 i32 i32) (result i32)"),
+        ("poll_oneoff", "(param i32 i32 i32 i32) (result i32)"),
+        ("proc_exit", "(param i32)"),
+        ("proc_raise", "(param i32) (result i32)"),
+        ("random_get", "(param i32 i32) (result i32)"),
+        ("sched_yield", "(result i32)"),
+        ("sock_accept", "(param i32 i32 i32) (result i32)"),
+        ("sock_recv", "(param i32 i32 i32 i32 i32 i32) (result i32)"),
+        ("sock_send", "(param i32 i32 i32 i32 i32) (result i32)"),
+        ("sock_shutdown", "(param i32 i32) (result i32)"),
+    ];
+    assert_eq!(sigs.len(), fathom_plugin_wasm::wasi::PROVIDED.len());
+    let imports: String = sigs
+        .iter()
+        .map(|(n, s)| format!(r#"(import "wasi_snapshot_preview1" "{n}" (func {s}))"#))
+        .collect();
+    let wat = format!(
+        r#"(module {imports} (memory (export "memory") 1) (func (export "get_hook_bitmap") (result i32) (i32.const 0)))"#
+    );
+    host(1).load_any("all", &wasm(&wat)).unwrap();
+}

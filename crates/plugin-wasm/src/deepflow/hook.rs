@@ -1,7 +1,9 @@
 //! DeepFlow's HTTP hooks (`on_http_req`, `on_http_resp`) as a Fathom [`MessageHook`].
 
 use super::plugin::{add_tags, base_ctx, Failure};
-use super::{ctx, result, DeepFlowInfo, DeepFlowPlugin, HOOK_HTTP_REQ, HOOK_HTTP_RESP, MAX_PAYLOAD_LEN};
+use super::{
+    ctx, result, DeepFlowInfo, DeepFlowPlugin, HOOK_HTTP_REQ, HOOK_HTTP_RESP, MAX_PAYLOAD_LEN,
+};
 use fathom_model::{L7Protocol, ResponseStatus};
 use fathom_protocols::{HookInput, LogInfo, MessageHook, MessageKind};
 

@@ -83,4 +83,3 @@ pub const MAX_LOG_LEN: usize = 4096;
 pub const MAX_RETRIES: u8 = 4;
 /// Parts of one message (`is_end: false`) merged at most; past this the merged message is emitted.
 pub const MAX_MERGE_PARTS: u32 = 64;
-

@@ -1,12 +1,11 @@
 //! The wasmtime side of the DeepFlow ABI: loading, the `deepflow` imports, the parser.
 
-
-use crate::host::PluginHost;
-use crate::wasi::{self, HasWasi, ProcExit, WasiCtx};
-use crate::{PluginError, PluginStats, WasmPlugin};
 use super::ctx::CtxBase;
 use super::result::{self, decode_result, DeepFlowInfo};
 use super::*;
+use crate::host::PluginHost;
+use crate::wasi::{self, HasWasi, ProcExit, WasiCtx};
+use crate::{PluginError, PluginStats, WasmPlugin};
 use fathom_model::{Direction, FlowKey, L7Protocol};
 use fathom_protocols::{
     Correlation, FlowParser, L7Parser, Limits, LogInfo, Message, MessageHook, MessageKind,
