@@ -7,6 +7,10 @@
 //! `memory`, `fathom_abi_version`, `fathom_alloc`, `fathom_probe` and `fathom_parse`, with no imports. The
 //! guest is stateless between calls: everything it needs is in the bytes the host hands it.
 //!
+//! DeepFlow compatibility: `PluginHost::load_any` also loads plugins built for DeepFlow's WASM plugin ABI
+//! (`deepflow-wasm-go-sdk`, TinyGo or Rust `wasm32-wasip1`) unchanged, recognising the ABI by the module's
+//! imports and exports; see [`deepflow`] and the hand-written WASI preview 1 functions in `wasi`.
+//!
 //! Sandbox: one shared [`wasmtime::Engine`] per [`PluginHost`], each module compiled once at load, one
 //! [`wasmtime::Store`] per plugin, a fuel budget on every guest call and [`wasmtime::StoreLimits`] on memory
 //! and tables. A trap, an exhausted fuel budget, a memory limit or a malformed result fails that call only

@@ -181,9 +181,14 @@ impl WasiCtx {
 /// Store data that carries a [`WasiCtx`].
 pub(crate) trait HasWasi {
     fn wasi(&mut self) -> &mut WasiCtx;
+    /// The instance's exported memory, once known (saves a lookup by name on every call).
+    fn memory(&self) -> Option<Memory>;
 }
 
-fn memory<T>(caller: &mut Caller<'_, T>) -> Option<Memory> {
+fn memory<T: HasWasi>(caller: &mut Caller<'_, T>) -> Option<Memory> {
+    if let Some(m) = caller.data().memory() {
+        return Some(m);
+    }
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => Some(m),
         _ => None,
@@ -197,7 +202,7 @@ fn range(ptr: i32, len: u64, size: usize) -> Option<std::ops::Range<usize>> {
     (end <= size as u64).then_some(start as usize..end as usize)
 }
 
-fn write_bytes<T>(caller: &mut Caller<'_, T>, ptr: i32, bytes: &[u8]) -> i32 {
+fn write_bytes<T: HasWasi>(caller: &mut Caller<'_, T>, ptr: i32, bytes: &[u8]) -> i32 {
     let Some(mem) = memory(caller) else {
         return errno::FAULT;
     };
@@ -211,16 +216,16 @@ fn write_bytes<T>(caller: &mut Caller<'_, T>, ptr: i32, bytes: &[u8]) -> i32 {
     }
 }
 
-fn write_u32<T>(caller: &mut Caller<'_, T>, ptr: i32, v: u32) -> i32 {
+fn write_u32<T: HasWasi>(caller: &mut Caller<'_, T>, ptr: i32, v: u32) -> i32 {
     write_bytes(caller, ptr, &v.to_le_bytes())
 }
 
-fn write_u64<T>(caller: &mut Caller<'_, T>, ptr: i32, v: u64) -> i32 {
+fn write_u64<T: HasWasi>(caller: &mut Caller<'_, T>, ptr: i32, v: u64) -> i32 {
     write_bytes(caller, ptr, &v.to_le_bytes())
 }
 
 /// Two u32 zeros (count and buffer size of an empty list).
-fn write_zero_sizes<T>(caller: &mut Caller<'_, T>, a: i32, b: i32) -> i32 {
+fn write_zero_sizes<T: HasWasi>(caller: &mut Caller<'_, T>, a: i32, b: i32) -> i32 {
     match write_u32(caller, a, 0) {
         errno::SUCCESS => write_u32(caller, b, 0),
         e => e,
@@ -261,7 +266,7 @@ fn fd_write<T: HasWasi>(
     write_u32(&mut caller, nwritten, total)
 }
 
-fn fd_read<T>(mut caller: Caller<'_, T>, fd: i32, _iovs: i32, _n: i32, nread: i32) -> i32 {
+fn fd_read<T: HasWasi>(mut caller: Caller<'_, T>, fd: i32, _iovs: i32, _n: i32, nread: i32) -> i32 {
     if fd == 0 {
         // stdin is empty.
         return write_u32(&mut caller, nread, 0);
@@ -304,7 +309,7 @@ fn clock_time_get<T: HasWasi>(
     write_u64(&mut caller, out, ns)
 }
 
-fn clock_res_get<T>(mut caller: Caller<'_, T>, id: i32, out: i32) -> i32 {
+fn clock_res_get<T: HasWasi>(mut caller: Caller<'_, T>, id: i32, out: i32) -> i32 {
     if !(0..=3).contains(&id) {
         return errno::INVAL;
     }
@@ -312,7 +317,7 @@ fn clock_res_get<T>(mut caller: Caller<'_, T>, id: i32, out: i32) -> i32 {
 }
 
 /// `fdstat` of stdin/stdout/stderr: a character device with read or write rights.
-fn fd_fdstat_get<T>(mut caller: Caller<'_, T>, fd: i32, out: i32) -> i32 {
+fn fd_fdstat_get<T: HasWasi>(mut caller: Caller<'_, T>, fd: i32, out: i32) -> i32 {
     if !is_stdio(fd) {
         return errno::BADF;
     }
@@ -323,7 +328,7 @@ fn fd_fdstat_get<T>(mut caller: Caller<'_, T>, fd: i32, out: i32) -> i32 {
     write_bytes(&mut caller, out, &stat)
 }
 
-fn fd_filestat_get<T>(mut caller: Caller<'_, T>, fd: i32, out: i32) -> i32 {
+fn fd_filestat_get<T: HasWasi>(mut caller: Caller<'_, T>, fd: i32, out: i32) -> i32 {
     if !is_stdio(fd) {
         return errno::BADF;
     }

@@ -163,6 +163,7 @@ impl PluginHost {
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| PluginError::MissingExport("memory", "no exported memory".into()))?;
+        store.data_mut().memory = Some(memory);
         // A reactor's `_initialize`, then a command's `_start` (TinyGo: runs `main`, which sets the parser).
         // `proc_exit(0)` ends `_start` normally.
         for init in ["_initialize", "_start"] {
@@ -279,6 +280,7 @@ struct State {
     wasi: WasiCtx,
     call: Call,
     plugin: Arc<str>,
+    memory: Option<Memory>,
 }
 
 impl State {
@@ -295,6 +297,7 @@ impl State {
             wasi: WasiCtx::new(plugin.clone()),
             call: Call::default(),
             plugin,
+            memory: None,
         }
     }
 }
@@ -303,9 +306,16 @@ impl HasWasi for State {
     fn wasi(&mut self) -> &mut WasiCtx {
         &mut self.wasi
     }
+
+    fn memory(&self) -> Option<Memory> {
+        self.memory
+    }
 }
 
 fn guest_memory(caller: &mut Caller<'_, State>) -> Option<Memory> {
+    if let Some(m) = caller.data().memory {
+        return Some(m);
+    }
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => Some(m),
         _ => None,
