@@ -3,7 +3,7 @@
 use clap::{Parser, ValueEnum};
 use fathom_agent::{run_pcap, DamagedCapture, Output, RunOptions, Summary};
 use fathom_metrics::{DriverOptions, MetricsDriver};
-use fathom_protocols::L7Parser;
+use fathom_protocols::{L7Parser, MessageHook};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let extra_parsers = match load_plugins(&cli.plugin) {
+    let (extra_parsers, hooks) = match load_plugins(&cli.plugin) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("fathom-agent: error: {e}");
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
         }
     };
     let live = !matches!(input, Input::Pcap(_));
-    let code = run_file(input, cli.json, metrics.as_mut(), extra_parsers);
+    let code = run_file(input, cli.json, metrics.as_mut(), extra_parsers, hooks);
     if let (Some(addr), Some(secs), false) = (&cli.prometheus, cli.duration, live) {
         tracing::info!(%addr, secs, "Serving the final metrics.");
         std::thread::sleep(std::time::Duration::from_secs(secs));
@@ -133,36 +133,51 @@ fn main() -> ExitCode {
     code
 }
 
-/// Load the `--plugin` WASM modules (one shared wasmtime engine); they are probed after the built-in parsers.
+/// Parsers and message hooks from the `--plugin` files.
+type Plugins = (Vec<Arc<dyn L7Parser>>, Vec<Arc<dyn MessageHook>>);
+
+/// Load the `--plugin` WASM modules (one shared wasmtime engine). A plugin that exports a parser is probed
+/// after the built-in parsers; one that exports HTTP hooks (ABI v2) is run on HTTP/1, HTTP/2 and gRPC messages,
+/// in command-line order; a plugin may be both.
 #[cfg(feature = "wasm-plugins")]
-fn load_plugins(paths: &[PathBuf]) -> Result<Vec<Arc<dyn L7Parser>>, String> {
+fn load_plugins(paths: &[PathBuf]) -> Result<Plugins, String> {
+    let mut plugins: Plugins = (Vec::new(), Vec::new());
     if paths.is_empty() {
-        return Ok(Vec::new());
+        return Ok(plugins);
     }
     let host = fathom_plugin_wasm::PluginHost::new(fathom_plugin_wasm::PluginConfig::default())
         .map_err(|e| e.to_string())?;
-    paths
-        .iter()
-        .map(|path| {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let name = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("plugin");
-            let plugin = host
-                .load(name, &bytes)
-                .map_err(|e| format!("plugin {}: {e}", path.display()))?;
-            tracing::info!(plugin = name, "WASM plugin loaded.");
-            Ok(plugin as Arc<dyn L7Parser>)
-        })
-        .collect()
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        let plugin = host
+            .load(name, &bytes)
+            .map_err(|e| format!("plugin {}: {e}", path.display()))?;
+        tracing::info!(
+            plugin = name,
+            abi = plugin.abi_version(),
+            parser = plugin.has_parser(),
+            hooks = plugin.has_hooks(),
+            "WASM plugin loaded."
+        );
+        if plugin.has_hooks() {
+            plugins.1.push(plugin.clone() as Arc<dyn MessageHook>);
+        }
+        if plugin.has_parser() {
+            plugins.0.push(plugin as Arc<dyn L7Parser>);
+        }
+    }
+    Ok(plugins)
 }
 
 /// Built without WASM support: `--plugin` is refused.
 #[cfg(not(feature = "wasm-plugins"))]
-fn load_plugins(paths: &[PathBuf]) -> Result<Vec<Arc<dyn L7Parser>>, String> {
+fn load_plugins(paths: &[PathBuf]) -> Result<Plugins, String> {
     if paths.is_empty() {
-        Ok(Vec::new())
+        Ok((Vec::new(), Vec::new()))
     } else {
         Err("--plugin needs an agent built with the `wasm-plugins` feature".into())
     }
@@ -223,6 +238,7 @@ fn run_file(
     json: Option<JsonKind>,
     mut metrics: Option<&mut MetricsDriver>,
     extra_parsers: Vec<Arc<dyn L7Parser>>,
+    hooks: Vec<Arc<dyn MessageHook>>,
 ) -> ExitCode {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -238,6 +254,7 @@ fn run_file(
         // FATHOM_SINGLE_THREAD=1 runs capture and parsing on one thread (for measurements).
         single_thread: std::env::var_os("FATHOM_SINGLE_THREAD").is_some(),
         extra_parsers,
+        hooks,
         ..RunOptions::default()
     };
     let mut n = 0u64;
