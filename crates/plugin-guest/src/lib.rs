@@ -686,3 +686,105 @@ macro_rules! export_plugin {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_record_layout() {
+        let input = b"xxGetUser";
+        let base = 0x1000u32;
+        let addr = |s: &[u8]| base + (s.as_ptr() as usize - input.as_ptr() as usize) as u32;
+        let msg = Msg::response(11)
+            .id(7)
+            .code(2)
+            .status(Status::ServerError)
+            .request_type(std::str::from_utf8(&input[2..]).unwrap());
+        let mut rec = [0u8; RESULT_RECORD_LEN];
+        encode_msg(&msg, addr, &mut rec);
+        assert_eq!(le32(&rec, 0), 11);
+        assert_eq!(rec[4..8], [1, 3, 3, 0]);
+        assert_eq!(u64::from_le_bytes(rec[8..16].try_into().unwrap()), 7);
+        assert_eq!(i64::from_le_bytes(rec[16..24].try_into().unwrap()), 2);
+        assert_eq!((le32(&rec, 24), le32(&rec, 28)), (0x1002, 7));
+        assert!(
+            rec[32..72].iter().all(|&b| b == 0),
+            "absent fields are (0, 0)"
+        );
+        encode_skip(3, &mut rec);
+        assert_eq!((le32(&rec, 0), rec[4]), (3, 4));
+    }
+
+    /// A hook input record as the host lays it out (see fathom-plugin-wasm's hook.rs and docs/plugins.md).
+    fn input_record(base: u32) -> Vec<u8> {
+        let mut r = vec![0u8; HOOK_INPUT_LEN];
+        r[4] = 1;
+        r[6] = 0;
+        r[7] = 1 | 4;
+        r[8..10].copy_from_slice(&40000u16.to_le_bytes());
+        r[10..12].copy_from_slice(&80u16.to_le_bytes());
+        r[12..16].copy_from_slice(&1u32.to_le_bytes());
+        r[16..20].copy_from_slice(&[10, 0, 0, 1]);
+        r[48..56].copy_from_slice(&200i64.to_le_bytes());
+        r[56..64].copy_from_slice(&99u64.to_le_bytes());
+        let put = |r: &mut Vec<u8>, at: usize, s: &[u8]| {
+            let p = base + r.len() as u32;
+            r.extend_from_slice(s);
+            r[at..at + 4].copy_from_slice(&p.to_le_bytes());
+            r[at + 4..at + 8].copy_from_slice(&(s.len() as u32).to_le_bytes());
+        };
+        put(&mut r, 64, b"GET");
+        put(&mut r, 72, b"/a/b?c");
+        let table = r.len();
+        r.extend_from_slice(&[0; 16]);
+        r[96..100].copy_from_slice(&(base + table as u32).to_le_bytes());
+        put(&mut r, table, b"User-Agent");
+        put(&mut r, table + 8, b"curl/8");
+        put(&mut r, 104, b"GET /a/b?c HTTP/1.1\r\n");
+        let total = r.len() as u32;
+        r[0..4].copy_from_slice(&total.to_le_bytes());
+        r
+    }
+
+    #[test]
+    fn hook_input_decodes() {
+        let rec = input_record(0x2000);
+        let m = HttpMessage::decode(&rec, 0x2000).unwrap();
+        assert_eq!(m.protocol, HttpProtocol::Http1);
+        assert!(m.is_request && m.truncated && !m.ipv6);
+        assert_eq!(m.method, Some("GET"));
+        assert_eq!(m.path, Some("/a/b?c"));
+        assert_eq!(m.host, None);
+        assert_eq!(m.status, Some(200));
+        assert_eq!(m.ports, (40000, 80));
+        assert_eq!(m.ips.0[..4], [10, 0, 0, 1]);
+        assert_eq!(m.time_us, 99);
+        assert_eq!(m.header("user-agent"), Some("curl/8"));
+        assert_eq!(m.bytes, b"GET /a/b?c HTTP/1.1\r\n");
+        // Addresses outside the record are refused, not followed.
+        assert!(HttpMessage::decode(&rec, 0x3000).is_none());
+        assert!(HttpMessage::decode(&rec[..50], 0x2000).is_none());
+    }
+
+    #[test]
+    fn hook_actions_layout() {
+        let mut a = HookActions {
+            endpoint: Some("/a".into()),
+            response_status: Some(Status::ClientError),
+            response_code: Some(-3),
+            ..HookActions::default()
+        };
+        a.tag("k", "v");
+        let mut table = Vec::new();
+        let mut rec = [0u8; HOOK_RESULT_LEN];
+        encode_actions(&a, &mut table, |s| s.len() as u32 * 100, &mut rec);
+        assert_eq!(rec[0], 1 | 4 | 8);
+        assert_eq!(rec[1], 2);
+        assert_eq!(le32(&rec, 4), 1);
+        assert_eq!(i64::from_le_bytes(rec[8..16].try_into().unwrap()), -3);
+        assert_eq!((le32(&rec, 24), le32(&rec, 28)), (200, 2));
+        assert_eq!(table, vec![[100, 1, 100, 1]]);
+        assert!(!a.is_empty() && HookActions::default().is_empty());
+    }
+}

@@ -96,7 +96,11 @@ fn http_hooks_change_endpoints_and_add_tags_on_shared_captures() {
         assert_eq!(plain.len(), hooked.len(), "{file}");
         let mut user_agents = Vec::new();
         let http_here = plain.iter().filter(|l| is_http(l)).count();
-        assert_eq!(http_here > 0, file != "redis.pcap", "{file}: {http_here} HTTP logs");
+        assert_eq!(
+            http_here > 0,
+            file != "redis.pcap",
+            "{file}: {http_here} HTTP logs"
+        );
         for (p, h) in plain.iter().zip(&hooked) {
             if !is_http(p) {
                 assert_eq!(p, h, "{file}: a non-HTTP log changed");
@@ -188,4 +192,45 @@ fn hostile_hooks_are_stopped_counted_and_disabled() {
     // Memory growth beyond the limit.
     let grow = "(loop $l (drop (memory.grow (i32.const 64))) (br $l))";
     assert_eq!(hostile(grow).stats().traps, 4);
+}
+
+/// The command line: `--plugin` with a hook plugin tags the JSON logs; a parser plugin next to it still
+/// parses its protocol.
+#[test]
+fn cli_plugin_flag_registers_hooks() {
+    let Some(wasm) = frpc::build_rust_example("http-hook-rust", "http_hook_plugin") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("fathom-hook-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hook = dir.join("http-hook.wasm");
+    std::fs::write(&hook, wasm).unwrap();
+    let frpc_plugin = dir.join("frpc.wasm");
+    std::fs::write(&frpc_plugin, wat::parse_str(frpc::frpc_ok()).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
+        .arg("--pcap")
+        .arg(data("http1.pcap"))
+        .arg("--plugin")
+        .arg(&hook)
+        .arg("--plugin")
+        .arg(&frpc_plugin)
+        .args(["--json", "logs"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!logs.is_empty());
+    for l in &logs {
+        assert_eq!(l["l7_protocol"], "http1");
+        assert_eq!(l["tags"]["hook.plugin"], "http-hook", "{l}");
+        assert_eq!(l["tags"]["hook.method"], l["request_type"], "{l}");
+    }
 }
