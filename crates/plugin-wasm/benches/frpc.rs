@@ -262,5 +262,57 @@ fn hooks(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frpc, hooks);
+/// The flow parsers alone (no engine) on one buffer of 1,000 pipelined requests: the per-call cost of the
+/// sandbox against native code.
+fn parser_only(c: &mut Criterion) {
+    let host = PluginHost::new(PluginConfig::default()).unwrap();
+    let mut parsers: Vec<(&str, Arc<dyn L7Parser>)> = vec![
+        ("native_rust", Arc::new(NativeFrpc)),
+        (
+            "wasm_wat",
+            host.load("frpc", common::frpc_ok().as_bytes()).unwrap(),
+        ),
+    ];
+    if let Some(w) = common::build_rust_example("frpc-rust", "frpc_plugin") {
+        parsers.push(("wasm_rust", host.load("frpc", &w).unwrap()));
+    }
+    if let Some(w) = common::build_c_frpc() {
+        parsers.push(("wasm_c", host.load("frpc", &w).unwrap()));
+    }
+    let buf: Vec<u8> = (0..1000u32)
+        .flat_map(|i| {
+            frpc_request(
+                i,
+                ["GetUser", "ListOrders", "UpdateInventoryLevels"][i as usize % 3],
+            )
+        })
+        .collect();
+    let f = flow(40000, 7000);
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("frpc_parser_only_1000_requests");
+    g.throughput(Throughput::Bytes(buf.len() as u64));
+    for (name, p) in &parsers {
+        let mut flow_parser = p.new_flow(&f, &limits);
+        let mut out = Vec::with_capacity(1000);
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                out.clear();
+                let ctx = ParseCtx {
+                    direction: Direction::ClientToServer,
+                    flow: &f,
+                    stream_offset: 0,
+                    time_us: 0,
+                    limits: &limits,
+                    datagram: false,
+                };
+                let n = flow_parser.parse(black_box(&buf), &ctx, &mut out).unwrap();
+                assert_eq!(out.len(), 1000);
+                n
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parser_only, frpc, hooks);
 criterion_main!(benches);

@@ -174,38 +174,37 @@ impl<'a> HookRecord<'a> {
             + self.bytes.len()
     }
 
-    /// The record laid out at guest address `base`.
-    fn layout(&self, base: u32) -> Vec<u8> {
+    /// The record laid out at guest address `base`, into `out`.
+    fn layout(&self, base: u32, out: &mut Vec<u8>) {
         let total = self.len();
-        let mut out = Vec::with_capacity(total);
+        out.clear();
         out.extend_from_slice(&self.fixed);
-        put_u32(&mut out, 0, total as u32);
+        put_u32(out, 0, total as u32);
         let table_at = out.len();
         out.resize(table_at + 16 * self.headers.len(), 0);
-        put_u32(&mut out, 96, base + table_at as u32);
+        put_u32(out, 96, base + table_at as u32);
         let push = |out: &mut Vec<u8>, s: &[u8]| -> (u32, u32) {
             let at = base + out.len() as u32;
             out.extend_from_slice(s);
             (at, s.len() as u32)
         };
         for (i, s) in self.strings.iter().enumerate() {
-            let (p, l) = push(&mut out, s);
-            put_u32(&mut out, 64 + 8 * i, p);
-            put_u32(&mut out, 68 + 8 * i, l);
+            let (p, l) = push(out, s);
+            put_u32(out, 64 + 8 * i, p);
+            put_u32(out, 68 + 8 * i, l);
         }
         for (i, (n, v)) in self.headers.iter().enumerate() {
-            let (np, nl) = push(&mut out, n);
-            let (vp, vl) = push(&mut out, v);
+            let (np, nl) = push(out, n);
+            let (vp, vl) = push(out, v);
             let at = table_at + 16 * i;
-            put_u32(&mut out, at, np);
-            put_u32(&mut out, at + 4, nl);
-            put_u32(&mut out, at + 8, vp);
-            put_u32(&mut out, at + 12, vl);
+            put_u32(out, at, np);
+            put_u32(out, at + 4, nl);
+            put_u32(out, at + 8, vp);
+            put_u32(out, at + 12, vl);
         }
-        let (p, l) = push(&mut out, self.bytes);
-        put_u32(&mut out, 104, p);
-        put_u32(&mut out, 108, l);
-        out
+        let (p, l) = push(out, self.bytes);
+        put_u32(out, 104, p);
+        put_u32(out, 108, l);
     }
 }
 
@@ -256,11 +255,13 @@ fn call_hook(
     };
     let len = record.len();
     let base = sandbox.alloc(len)?;
-    let bytes = record.layout(base);
-    sandbox
+    let mut bytes = std::mem::take(&mut sandbox.scratch);
+    record.layout(base, &mut bytes);
+    let written = sandbox
         .memory
-        .write(&mut sandbox.store, base as usize, &bytes)
-        .map_err(|_| Failure::BadResult("fathom_alloc returned an out-of-bounds buffer"))?;
+        .write(&mut sandbox.store, base as usize, &bytes);
+    sandbox.scratch = bytes;
+    written.map_err(|_| Failure::BadResult("fathom_alloc returned an out-of-bounds buffer"))?;
     sandbox.refuel()?;
     let at = func.call(&mut sandbox.store, (base as i32, len as i32))?;
     if at == 0 {

@@ -215,6 +215,8 @@ impl PluginHost {
             memory,
             store,
             fuel: self.config.fuel_per_call,
+            buf: None,
+            scratch: Vec::new(),
         };
         let name: Arc<str> = Arc::from(name);
         let hooks = HookSet {
@@ -301,6 +303,11 @@ pub(crate) struct Sandbox {
     pub(crate) on_request: Option<TypedFunc<(i32, i32), i32>>,
     pub(crate) on_response: Option<TypedFunc<(i32, i32), i32>>,
     fuel: u64,
+    /// The buffer the last `fathom_alloc` returned (address, length): valid until the next `fathom_alloc`, so
+    /// reused while it is large enough (saves a guest call per probe, parse batch and hook).
+    buf: Option<(u32, usize)>,
+    /// Host-side scratch for hook input records.
+    pub(crate) scratch: Vec<u8>,
 }
 
 impl Sandbox {
@@ -310,6 +317,12 @@ impl Sandbox {
 
     /// A guest buffer of `len` bytes from `fathom_alloc`, checked to lie in memory.
     pub(crate) fn alloc(&mut self, len: usize) -> Result<u32, Failure> {
+        if let Some((at, have)) = self.buf {
+            if len <= have {
+                return Ok(at);
+            }
+        }
+        self.buf = None;
         let n = i32::try_from(len).map_err(|_| Failure::BadResult("input too long"))?;
         self.refuel()?;
         let ptr = self.alloc.call(&mut self.store, n)? as u32;
@@ -318,6 +331,7 @@ impl Sandbox {
                 "fathom_alloc returned an out-of-bounds buffer",
             ));
         }
+        self.buf = Some((ptr, len));
         Ok(ptr)
     }
 
