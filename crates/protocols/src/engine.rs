@@ -645,7 +645,11 @@ impl Engine {
 
 /// Hook tags into the log, the request's then the response's (a later key wins).
 #[cold]
-fn merge_tags(log: &mut RequestLog, request: Vec<(String, String)>, response: Vec<(String, String)>) {
+fn merge_tags(
+    log: &mut RequestLog,
+    request: Vec<(String, String)>,
+    response: Vec<(String, String)>,
+) {
     for (k, v) in request.into_iter().chain(response) {
         log.tags.insert(k, v);
     }

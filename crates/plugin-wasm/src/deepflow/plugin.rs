@@ -72,7 +72,7 @@ impl AnyPlugin {
     /// The parser to register with [`fathom_protocols::Engine::register`], if the plugin parses a protocol.
     pub fn parser(&self) -> Option<Arc<dyn L7Parser>> {
         match self {
-            AnyPlugin::Fathom(p) => Some(p.clone() as Arc<dyn L7Parser>),
+            AnyPlugin::Fathom(p) => p.has_parser().then(|| p.clone() as Arc<dyn L7Parser>),
             AnyPlugin::DeepFlow(p) => p.parses().then(|| p.clone() as Arc<dyn L7Parser>),
         }
     }
@@ -80,7 +80,7 @@ impl AnyPlugin {
     /// The hook to register with [`fathom_protocols::Engine::add_hook`], if the plugin hooks messages.
     pub fn hook(&self) -> Option<Arc<dyn MessageHook>> {
         match self {
-            AnyPlugin::Fathom(_) => None,
+            AnyPlugin::Fathom(p) => p.has_hooks().then(|| p.clone() as Arc<dyn MessageHook>),
             AnyPlugin::DeepFlow(p) => p.hooks_http().then(|| p.clone() as Arc<dyn MessageHook>),
         }
     }
