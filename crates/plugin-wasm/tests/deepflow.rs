@@ -681,3 +681,39 @@ fn every_wasi_preview1_function_is_linked() {
     );
     host(1).load_any("all", &wasm(&wat)).unwrap();
 }
+
+#[test]
+fn parts_with_is_end_are_merged_into_one_message() {
+    // Two frames for one request: `type "A"` with is_end false, then `resource "/r"` with is_end true.
+    let wat = HOSTILE
+        .replace(
+            r#"(data (i32.const 64) "\00\0aPB\52\06\12\04Ping")"#,
+            r#"(data (i32.const 64) "\00\0aPB\52\03\12\01A\a8\01\00\00\0bPB\52\04\22\02/r\a8\01\01")"#,
+        )
+        .replace("(i32.const 64) (i32.const 12)", "(i32.const 64) (i32.const 25)")
+        .replace("{IMPORTS}", "")
+        .replace("{START}", "")
+        .replace("{BITMAP}", "(i32.const 16)")
+        .replace("{CHECK}", "")
+        .replace("{PARSE}", "");
+    let p = host(1).load_any("frpc", &wasm(&wat)).unwrap();
+    let mut engine = engine_with(&p);
+    let mut logs = Vec::new();
+    let req = frpc_request(1, "GetUser");
+    feed(
+        &mut engine,
+        1,
+        7000,
+        &[(Direction::ClientToServer, req.clone())],
+        None,
+        &mut logs,
+    );
+    engine.finish(&mut logs);
+    let frpc = of_proto(&logs, "frpc");
+    assert_eq!(frpc.len(), 1, "{logs:#?}");
+    assert_eq!(frpc[0].request_type.as_deref(), Some("A"));
+    assert_eq!(frpc[0].request_resource.as_deref(), Some("/r"));
+    assert_eq!(frpc[0].captured_request_byte, req.len() as u64);
+    assert_eq!(frpc[0].response_status, ResponseStatus::Timeout);
+    assert_eq!(p.stats().failures(), 0);
+}

@@ -966,8 +966,9 @@ impl DeepFlowFlow {
                         None => part,
                         Some(mut prev) => {
                             prev.msg.info.fill_from(part.msg.info);
+                            // The parts are contiguous stream bytes (or the same bytes): the message spans them.
                             prev.msg.end = part.msg.end.max(prev.msg.end);
-                            prev.msg.wire_bytes += part.msg.wire_bytes;
+                            prev.msg.wire_bytes = prev.msg.end.saturating_sub(prev.msg.start);
                             prev.attributes.extend(part.attributes);
                             prev.attributes.truncate(result::MAX_ATTRIBUTES);
                             prev.parts += 1;
