@@ -221,7 +221,6 @@ impl PluginHost {
             parse: need(&mut store, HOOK_PAYLOAD_PARSE, "parse_payload")?,
             on_http_req: need(&mut store, HOOK_HTTP_REQ, "on_http_req")?,
             on_http_resp: need(&mut store, HOOK_HTTP_RESP, "on_http_resp")?,
-            memory,
             store,
             fuel,
         };
@@ -584,8 +583,6 @@ impl From<wasmtime::Error> for Failure {
 /// The instance of one plugin.
 pub(super) struct Sandbox {
     store: Store<State>,
-    #[allow(dead_code)]
-    memory: Memory,
     check: Option<TypedFunc<(), i32>>,
     parse: Option<TypedFunc<(), i32>>,
     pub(super) on_http_req: Option<TypedFunc<(), i32>>,
