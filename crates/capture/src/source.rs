@@ -1,4 +1,5 @@
-//! Raw packet sources: one trait, implemented by file replay here and by live sources later.
+//! Raw packet sources: one trait, implemented by file replay ([`crate::FileSource`]) and, with the `afpacket`
+//! feature, by live AF_PACKET capture (`afpacket::AfPacketSource`).
 
 use crate::CaptureError;
 use bytes::Bytes;

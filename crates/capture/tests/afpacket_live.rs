@@ -330,3 +330,34 @@ fn bad_interface_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[test]
+fn snap_len_cuts_packets_and_keeps_wire_length() {
+    if !live("snap_len_cuts_packets_and_keeps_wire_length") {
+        return;
+    }
+    use fathom_capture::PacketSource;
+    let mut config = AfPacketConfig::new("lo");
+    config.snap_len = 128;
+    let mut src = AfPacketSource::open(&config).expect("open");
+    let (listener, port) = free_listener();
+    let server = serve(listener, 1);
+    let req = vec![b'y'; 3000];
+    assert_eq!(client(port, &req), response(&req));
+    server.join().expect("server");
+    src.stop_handle().store(true, Ordering::Relaxed);
+    let (mut cut, mut whole) = (0, 0);
+    while let Some(p) = src.next_packet().expect("read") {
+        assert!(p.data.len() <= 128, "{}", p.data.len());
+        assert_eq!(p.link_type, fathom_capture::LinkType::ETHERNET);
+        if p.orig_len as usize > p.data.len() {
+            cut += 1;
+        } else {
+            whole += 1;
+        }
+    }
+    let stats = src.stats();
+    assert!(cut >= 1, "the 3000-byte request was cut");
+    assert!(whole >= 3, "handshake packets fit");
+    assert_eq!(stats.truncated, cut);
+}

@@ -1,6 +1,9 @@
 //! The wasmtime host: loading, the sandbox, and the `L7Parser` / `FlowParser` implementations.
 
-use crate::{PluginConfig, ABI_VERSION, MAX_FIELD_LEN, MAX_PROBE_LEN, RESULT_RECORD_LEN};
+use crate::{
+    PluginConfig, ABI_VERSION, ABI_VERSION_MIN, HOOK_GRPC, HOOK_HTTP1, HOOK_HTTP2, MAX_FIELD_LEN,
+    MAX_PROBE_LEN, RESULT_RECORD_LEN,
+};
 use fathom_model::{Direction, FlowKey, L7Protocol, ResponseStatus};
 use fathom_protocols::{
     Correlation, FlowParser, L7Parser, Limits, LogInfo, Message, MessageKind, ParseCtx, ParseError,
@@ -25,11 +28,24 @@ pub enum PluginError {
     Instantiate(String),
     /// A required export is missing or has the wrong type.
     MissingExport(&'static str, String),
-    /// `fathom_abi_version()` returned another version than [`ABI_VERSION`].
+    /// `fathom_abi_version()` returned a version outside [`crate::ABI_VERSION_MIN`]..=[`ABI_VERSION`].
     AbiVersion {
         /// What the plugin declared.
         found: i32,
     },
+    /// The module imports a function this host does not provide.
+    UnknownImport {
+        /// The import's module (`deepflow`, `wasi_snapshot_preview1`...).
+        module: String,
+        /// The function's name.
+        name: String,
+    },
+    /// The module speaks neither the Fathom nor the DeepFlow plugin ABI.
+    NotAPlugin(String),
+    /// A version-1 plugin exports HTTP hooks, which need version 2.
+    HooksNeedVersion2,
+    /// A version-2 plugin exports neither a parser (`fathom_probe` + `fathom_parse`) nor an HTTP hook.
+    NothingToDo,
 }
 
 impl fmt::Display for PluginError {
@@ -44,8 +60,22 @@ impl fmt::Display for PluginError {
             PluginError::AbiVersion { found } => write!(
                 f,
                 "plugin ABI version mismatch: the plugin declares version {found}, this host implements \
-                 version {ABI_VERSION} (see docs/plugins.md)"
+                 versions {ABI_VERSION_MIN} to {ABI_VERSION} (see docs/plugins.md)"
             ),
+            PluginError::HooksNeedVersion2 => f.write_str(
+                "the plugin exports HTTP hooks but declares ABI version 1; hooks need version 2 \
+                 (see docs/plugins.md)",
+            ),
+            PluginError::NothingToDo => f.write_str(
+                "the plugin exports neither a parser (fathom_probe + fathom_parse) nor an HTTP hook \
+                 (fathom_on_http_request / fathom_on_http_response)",
+            ),
+            PluginError::UnknownImport { module, name } => write!(
+                f,
+                "the plugin imports `{module}::{name}`, which this host does not provide (see \
+                 docs/plugins.md for the functions it links)"
+            ),
+            PluginError::NotAPlugin(e) => write!(f, "the module is not a plugin: {e}"),
         }
     }
 }
@@ -106,6 +136,11 @@ impl PluginHost {
         &self.config
     }
 
+    /// The shared wasmtime engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Compile and instantiate a plugin from wasm bytes (or, when wasmtime's `wat` feature is on, wasm
     /// text), check its ABI version, and return it ready to register with
     /// [`fathom_protocols::Engine::register`]. Its protocol is `L7Protocol::Custom(name)`.
@@ -115,6 +150,15 @@ impl PluginHost {
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<WasmPlugin>, PluginError> {
         let module =
             Module::new(&self.engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        self.load_module(name, &module)
+    }
+
+    /// [`PluginHost::load`] of a compiled module.
+    pub(crate) fn load_module(
+        &self,
+        name: &str,
+        module: &Module,
+    ) -> Result<Arc<WasmPlugin>, PluginError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.config.max_memory_bytes)
             .table_elements(self.config.max_table_elements)
@@ -130,7 +174,7 @@ impl PluginHost {
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let linker: Linker<StoreLimits> = Linker::new(&self.engine);
         let instance = linker
-            .instantiate(&mut store, &module)
+            .instantiate(&mut store, module)
             .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
         let version: TypedFunc<(), i32> = export(&instance, &mut store, "fathom_abi_version")?;
         store
@@ -139,23 +183,82 @@ impl PluginHost {
         let found = version
             .call(&mut store, ())
             .map_err(|e| PluginError::Instantiate(format!("fathom_abi_version failed: {e:#}")))?;
-        if found != ABI_VERSION {
+        if !(ABI_VERSION_MIN..=ABI_VERSION).contains(&found) {
             return Err(PluginError::AbiVersion { found });
         }
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| PluginError::MissingExport("memory", "no exported memory".into()))?;
+        let alloc = export(&instance, &mut store, "fathom_alloc")?;
+        let on_request = optional(&instance, &mut store, "fathom_on_http_request")?;
+        let on_response = optional(&instance, &mut store, "fathom_on_http_response")?;
+        let hook_protocols: Option<TypedFunc<(), i32>> =
+            optional(&instance, &mut store, "fathom_hook_protocols")?;
+        let hooked = on_request.is_some() || on_response.is_some();
+        let (probe, parse) = if found == 1 {
+            if hooked || hook_protocols.is_some() {
+                return Err(PluginError::HooksNeedVersion2);
+            }
+            (
+                Some(export(&instance, &mut store, "fathom_probe")?),
+                Some(export(&instance, &mut store, "fathom_parse")?),
+            )
+        } else {
+            let probe = optional(&instance, &mut store, "fathom_probe")?;
+            let parse = optional(&instance, &mut store, "fathom_parse")?;
+            match (&probe, &parse, hooked) {
+                (Some(_), None, _) => {
+                    return Err(PluginError::MissingExport(
+                        "fathom_parse",
+                        "a plugin that exports fathom_probe must export fathom_parse".into(),
+                    ))
+                }
+                (None, Some(_), _) => {
+                    return Err(PluginError::MissingExport(
+                        "fathom_probe",
+                        "a plugin that exports fathom_parse must export fathom_probe".into(),
+                    ))
+                }
+                (None, None, false) => return Err(PluginError::NothingToDo),
+                _ => {}
+            }
+            (probe, parse)
+        };
+        let hook_mask = match &hook_protocols {
+            Some(f) => {
+                store
+                    .set_fuel(self.config.fuel_per_call)
+                    .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+                f.call(&mut store, ()).map_err(|e| {
+                    PluginError::Instantiate(format!("fathom_hook_protocols failed: {e:#}"))
+                })? & (HOOK_HTTP1 | HOOK_HTTP2 | HOOK_GRPC)
+            }
+            None => HOOK_HTTP1 | HOOK_HTTP2 | HOOK_GRPC,
+        };
         let sandbox = Sandbox {
-            alloc: export(&instance, &mut store, "fathom_alloc")?,
-            probe: export(&instance, &mut store, "fathom_probe")?,
-            parse: export(&instance, &mut store, "fathom_parse")?,
+            alloc,
+            probe,
+            parse,
+            on_request,
+            on_response,
             memory,
             store,
             fuel: self.config.fuel_per_call,
+            buf: None,
+            scratch: Vec::new(),
         };
         let name: Arc<str> = Arc::from(name);
+        let hooks = HookSet {
+            mask: if hooked { hook_mask } else { 0 },
+            request: sandbox.on_request.is_some(),
+            response: sandbox.on_response.is_some(),
+        };
+        let has_parser = sandbox.parse.is_some();
         Ok(Arc::new(WasmPlugin {
             protocol: L7Protocol::Custom(name.clone()),
+            abi_version: found,
+            has_parser,
+            hooks,
             shared: Arc::new(Shared {
                 name,
                 sandbox: Mutex::new(sandbox),
@@ -170,6 +273,18 @@ impl PluginHost {
     }
 }
 
+/// An export that may be absent; present with the wrong type is an error.
+fn optional<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    instance: &Instance,
+    store: &mut Store<StoreLimits>,
+    name: &'static str,
+) -> Result<Option<TypedFunc<P, R>>, PluginError> {
+    if instance.get_func(&mut *store, name).is_none() {
+        return Ok(None);
+    }
+    export(instance, store, name).map(Some)
+}
+
 fn export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     instance: &Instance,
     store: &mut Store<StoreLimits>,
@@ -182,7 +297,7 @@ fn export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 
 /// Why one guest call failed.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Trap(String),
     Timeout,
     BadResult(&'static str),
@@ -208,25 +323,50 @@ impl From<wasmtime::Error> for Failure {
 }
 
 /// The instance of one plugin and its store.
-struct Sandbox {
-    store: Store<StoreLimits>,
-    memory: Memory,
+pub(crate) struct Sandbox {
+    pub(crate) store: Store<StoreLimits>,
+    pub(crate) memory: Memory,
     alloc: TypedFunc<i32, i32>,
-    probe: TypedFunc<(i32, i32, i32), i32>,
-    parse: TypedFunc<(i32, i32, i32), i32>,
+    probe: Option<TypedFunc<(i32, i32, i32), i32>>,
+    parse: Option<TypedFunc<(i32, i32, i32), i32>>,
+    pub(crate) on_request: Option<TypedFunc<(i32, i32), i32>>,
+    pub(crate) on_response: Option<TypedFunc<(i32, i32), i32>>,
     fuel: u64,
+    /// The buffer the last `fathom_alloc` returned (address, length): valid until the next `fathom_alloc`, so
+    /// reused while it is large enough (saves a guest call per probe, parse batch and hook).
+    buf: Option<(u32, usize)>,
+    /// Host-side scratch for hook input records.
+    pub(crate) scratch: Vec<u8>,
 }
 
 impl Sandbox {
-    fn refuel(&mut self) -> Result<(), Failure> {
+    pub(crate) fn refuel(&mut self) -> Result<(), Failure> {
         self.store.set_fuel(self.fuel).map_err(Failure::from)
+    }
+
+    /// A guest buffer of `len` bytes from `fathom_alloc`, checked to lie in memory.
+    pub(crate) fn alloc(&mut self, len: usize) -> Result<u32, Failure> {
+        if let Some((at, have)) = self.buf {
+            if len <= have {
+                return Ok(at);
+            }
+        }
+        self.buf = None;
+        let n = i32::try_from(len).map_err(|_| Failure::BadResult("input too long"))?;
+        self.refuel()?;
+        let ptr = self.alloc.call(&mut self.store, n)? as u32;
+        if (ptr as usize).saturating_add(len) > self.memory.data_size(&self.store) {
+            return Err(Failure::BadResult(
+                "fathom_alloc returned an out-of-bounds buffer",
+            ));
+        }
+        self.buf = Some((ptr, len));
+        Ok(ptr)
     }
 
     /// Copy `data` into a guest buffer from `fathom_alloc`; returns its guest address.
     fn copy_in(&mut self, data: &[u8]) -> Result<u32, Failure> {
-        let len = i32::try_from(data.len()).map_err(|_| Failure::BadResult("input too long"))?;
-        self.refuel()?;
-        let ptr = self.alloc.call(&mut self.store, len)? as u32;
+        let ptr = self.alloc(data.len())?;
         self.memory
             .write(&mut self.store, ptr as usize, data)
             .map_err(|_| Failure::BadResult("fathom_alloc returned an out-of-bounds buffer"))?;
@@ -234,12 +374,12 @@ impl Sandbox {
     }
 
     fn probe(&mut self, data: &[u8], dir: i32) -> Result<Probe, Failure> {
+        let Some(probe) = self.probe.clone() else {
+            return Ok(Probe::No);
+        };
         let ptr = self.copy_in(data)?;
         self.refuel()?;
-        match self
-            .probe
-            .call(&mut self.store, (ptr as i32, data.len() as i32, dir))?
-        {
+        match probe.call(&mut self.store, (ptr as i32, data.len() as i32, dir))? {
             0 => Ok(Probe::No),
             1 => Ok(Probe::Maybe),
             2 => Ok(Probe::Yes),
@@ -336,11 +476,11 @@ struct Record {
 }
 
 /// State shared by a plugin and its flows.
-struct Shared {
+pub(crate) struct Shared {
     name: Arc<str>,
     sandbox: Mutex<Sandbox>,
     config: PluginConfig,
-    calls: AtomicU64,
+    pub(crate) calls: AtomicU64,
     traps: AtomicU64,
     timeouts: AtomicU64,
     bad_results: AtomicU64,
@@ -348,7 +488,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Sandbox> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Sandbox> {
         self.sandbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -362,12 +502,12 @@ impl Shared {
         }
     }
 
-    fn disabled(&self) -> bool {
+    pub(crate) fn disabled(&self) -> bool {
         self.disabled.load(Ordering::Relaxed)
     }
 
     /// Count a failed call; disable the plugin after too many.
-    fn fail(&self, call: &str, failure: Failure) {
+    pub(crate) fn fail(&self, call: &str, failure: Failure) {
         let counter = match &failure {
             Failure::Trap(_) => &self.traps,
             Failure::Timeout => &self.timeouts,
@@ -394,10 +534,23 @@ fn dir_code(direction: Direction) -> i32 {
     }
 }
 
-/// A loaded plugin: an [`L7Parser`] for `L7Protocol::Custom(name)`.
+/// Which HTTP hooks a plugin exports.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HookSet {
+    /// `fathom_hook_protocols()` bits (0 when the plugin has no hook).
+    pub(crate) mask: i32,
+    pub(crate) request: bool,
+    pub(crate) response: bool,
+}
+
+/// A loaded plugin: an [`L7Parser`] for `L7Protocol::Custom(name)` when it exports a parser, and a
+/// [`fathom_protocols::MessageHook`] for HTTP/1, HTTP/2 and gRPC messages when it exports HTTP hooks (ABI v2).
 pub struct WasmPlugin {
     protocol: L7Protocol,
-    shared: Arc<Shared>,
+    abi_version: i32,
+    has_parser: bool,
+    pub(crate) hooks: HookSet,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl fmt::Debug for WasmPlugin {
@@ -419,6 +572,22 @@ impl WasmPlugin {
     pub fn stats(&self) -> PluginStats {
         self.shared.stats()
     }
+
+    /// The ABI version the plugin declared.
+    pub fn abi_version(&self) -> i32 {
+        self.abi_version
+    }
+
+    /// True when it exports a parser (`fathom_probe` + `fathom_parse`): register it with
+    /// [`fathom_protocols::Engine::register`].
+    pub fn has_parser(&self) -> bool {
+        self.has_parser
+    }
+
+    /// True when it exports an HTTP hook: add it with [`fathom_protocols::Engine::add_hook`].
+    pub fn has_hooks(&self) -> bool {
+        self.hooks.request || self.hooks.response
+    }
 }
 
 impl L7Parser for WasmPlugin {
@@ -427,7 +596,7 @@ impl L7Parser for WasmPlugin {
     }
 
     fn probe(&self, input: &ProbeInput<'_>) -> Probe {
-        if self.shared.disabled() || input.payload.is_empty() {
+        if !self.has_parser || self.shared.disabled() || input.payload.is_empty() {
             return Probe::No;
         }
         let data = input.payload.get(..MAX_PROBE_LEN).unwrap_or(input.payload);
@@ -472,6 +641,9 @@ impl FlowParser for WasmFlow {
         let d = dir_code(ctx.direction) as usize;
         let mut guard = self.shared.lock();
         let sandbox: &mut Sandbox = &mut guard;
+        let Some(parse) = sandbox.parse.clone() else {
+            return Err(ParseError::new(ParseErrorKind::Unsupported, 0));
+        };
         let base = match sandbox.copy_in(window) {
             Ok(p) => p,
             Err(f) => {
@@ -487,7 +659,7 @@ impl FlowParser for WasmFlow {
             let step = sandbox.refuel().and_then(|()| {
                 let at = base.wrapping_add(off as u32) as i32;
                 let rest = (window.len() - off) as i32;
-                Ok(sandbox.parse.call(&mut sandbox.store, (at, rest, dir))?)
+                Ok(parse.call(&mut sandbox.store, (at, rest, dir))?)
             });
             let rec = match step {
                 Ok(0) => break,

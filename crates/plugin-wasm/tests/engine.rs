@@ -163,12 +163,12 @@ fn frpc_resynchronises_after_gap() {
 #[test]
 fn wrong_abi_version_is_refused_at_load() {
     let err = host(4)
-        .load("frpc", frpc_wat(2, "", "").as_bytes())
+        .load("frpc", frpc_wat(3, "", "").as_bytes())
         .unwrap_err();
-    assert_eq!(err, PluginError::AbiVersion { found: 2 });
+    assert_eq!(err, PluginError::AbiVersion { found: 3 });
     let msg = err.to_string();
     assert!(
-        msg.contains("version 2") && msg.contains("version 1"),
+        msg.contains("version 3") && msg.contains("versions 1 to 2"),
         "{msg}"
     );
 }

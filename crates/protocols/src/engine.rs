@@ -1,8 +1,9 @@
 //! The session layer: per-flow detection, buffering, gap handling, pairing and RequestLog assembly.
 
+use crate::hook::flow_hooked;
 use crate::{
-    Correlation, EndReason, ExchangeTable, FlowParser, L7Parser, Limits, LogInfo, Message,
-    MessageKind, ParseCtx, ParseErrorKind, Probe, ProbeInput,
+    Correlation, EndReason, ExchangeTable, FlowParser, HookInput, L7Parser, Limits, LogInfo,
+    Message, MessageHook, MessageKind, ParseCtx, ParseErrorKind, Probe, ProbeInput,
 };
 use fathom_model::{
     ChunkOrigin, Direction, FlowEnd, FlowId, FlowKey, L4Protocol, L7Protocol, RequestLog,
@@ -73,6 +74,13 @@ struct DirState {
     next_offset: u64,
     marks: VecDeque<Mark>,
     origin: ChunkOrigin,
+    /// Hooked flows only: the first consumed bytes of the message in progress (at most
+    /// [`Limits::max_hook_bytes`]), from absolute offset `hook_offset`.
+    hook_buf: Vec<u8>,
+    /// Absolute stream offset of `hook_buf[0]`.
+    hook_offset: u64,
+    /// Absolute stream offset one past the last message emitted in this direction (where the next starts).
+    hook_from: u64,
 }
 
 impl DirState {
@@ -110,7 +118,69 @@ impl DirState {
         let n = self.buf.len() as u64;
         self.buf.clear();
         self.buf_offset = self.next_offset;
+        self.hook_buf.clear();
+        self.hook_offset = self.next_offset;
+        self.hook_from = self.next_offset;
         n
+    }
+
+    /// The first bytes (at most `cap`) of the message spanning `start..end`, from what is held: the retained
+    /// bytes of the message in progress, then the buffer. Copies into `scratch` only when the message spans
+    /// both.
+    fn message_bytes<'a>(
+        &'a self,
+        start: u64,
+        end: u64,
+        cap: usize,
+        scratch: &'a mut Vec<u8>,
+    ) -> &'a [u8] {
+        let want_end = end.min(start.saturating_add(cap as u64));
+        let buf_end = self.buf_offset + self.buf.len() as u64;
+        let hook_end = self.hook_offset + self.hook_buf.len() as u64;
+        if start >= self.buf_offset {
+            if start >= buf_end {
+                return &[];
+            }
+            let to = want_end.min(buf_end);
+            return &self.buf[(start - self.buf_offset) as usize..(to - self.buf_offset) as usize];
+        }
+        if start < self.hook_offset || start >= hook_end {
+            return &[];
+        }
+        let head = &self.hook_buf[(start - self.hook_offset) as usize..];
+        if want_end <= hook_end {
+            return &head[..(want_end - start) as usize];
+        }
+        if hook_end != self.buf_offset {
+            return head;
+        }
+        let to = want_end.min(buf_end);
+        scratch.clear();
+        scratch.extend_from_slice(head);
+        scratch.extend_from_slice(&self.buf[..(to - self.buf_offset) as usize]);
+        scratch
+    }
+
+    /// Hooked flows: after a parse that consumed `consumed` bytes of `buf` (not yet drained), keep the first
+    /// `cap` bytes of the message in progress (from `hook_from` on).
+    fn retain_for_hooks(&mut self, consumed: usize, cap: usize) {
+        if self.hook_from > self.hook_offset {
+            let k = (self.hook_from - self.hook_offset).min(self.hook_buf.len() as u64);
+            self.hook_buf.drain(..k as usize);
+            self.hook_offset += k;
+        }
+        if self.hook_buf.is_empty() {
+            self.hook_offset = self.hook_from.max(self.buf_offset);
+        }
+        let consumed_end = self.buf_offset + consumed as u64;
+        let cur_end = self.hook_offset + self.hook_buf.len() as u64;
+        if cur_end < self.buf_offset || cur_end >= consumed_end {
+            return;
+        }
+        let room = cap.saturating_sub(self.hook_buf.len());
+        let from = (cur_end - self.buf_offset) as usize;
+        let to = consumed.min(from + room);
+        self.hook_buf.extend_from_slice(&self.buf[from..to]);
     }
 }
 
@@ -131,6 +201,8 @@ struct FlowState {
     unsupported: bool,
     consecutive_errors: u32,
     detected: Option<L7Protocol>,
+    /// Some registered hook applies to the detected protocol.
+    hooked: bool,
     dirs: [DirState; 2],
     table: ExchangeTable<Pending>,
 }
@@ -142,6 +214,7 @@ struct FlowState {
 /// source's flow table (every flow ends with a [`FlowEnd`]).
 pub struct Engine {
     parsers: Vec<Arc<dyn L7Parser>>,
+    hooks: Vec<Arc<dyn MessageHook>>,
     limits: Limits,
     flows: HashMap<FlowId, FlowState>,
     stats: EngineStats,
@@ -153,6 +226,7 @@ impl Engine {
     pub fn new(parsers: Vec<Arc<dyn L7Parser>>, limits: Limits) -> Engine {
         Engine {
             parsers,
+            hooks: Vec::new(),
             limits,
             flows: HashMap::new(),
             stats: EngineStats::default(),
@@ -163,6 +237,17 @@ impl Engine {
     /// Add a parser after the built-in ones (plugins).
     pub fn register(&mut self, parser: Arc<dyn L7Parser>) {
         self.parsers.push(parser);
+    }
+
+    /// Add a [`MessageHook`], run after the ones already added on every request, response and one-way message
+    /// of the protocols it applies to (flows detected from now on). With no hook, parsing costs what it did.
+    pub fn add_hook(&mut self, hook: Arc<dyn MessageHook>) {
+        self.hooks.push(hook);
+    }
+
+    /// The hooks added, in order.
+    pub fn hooks(&self) -> &[Arc<dyn MessageHook>] {
+        &self.hooks
     }
 
     /// The counters so far.
@@ -206,6 +291,7 @@ impl Engine {
                 unsupported: false,
                 consecutive_errors: 0,
                 detected: None,
+                hooked: false,
                 dirs: [DirState::default(), DirState::default()],
                 table: ExchangeTable::new(limits.max_exchanges_in_flight),
             });
@@ -233,7 +319,14 @@ impl Engine {
             return;
         }
         if flow.parser.is_none() {
-            Self::detect(&self.parsers, &self.limits, &mut self.stats, flow, chunk);
+            Self::detect(
+                &self.parsers,
+                &self.hooks,
+                &self.limits,
+                &mut self.stats,
+                flow,
+                chunk,
+            );
             if flow.parser.is_none() {
                 return;
             }
@@ -250,6 +343,7 @@ impl Engine {
 
     fn detect(
         parsers: &[Arc<dyn L7Parser>],
+        hooks: &[Arc<dyn MessageHook>],
         limits: &Limits,
         stats: &mut EngineStats,
         flow: &mut FlowState,
@@ -315,6 +409,7 @@ impl Engine {
                 .flows_detected
                 .entry(proto.as_str().to_string())
                 .or_default() += 1;
+            flow.hooked = !hooks.is_empty() && flow_hooked(hooks, &proto);
             flow.detected = Some(proto);
             flow.parser = Some((i, parser.new_flow(&flow.key, limits)));
             flow.consecutive_errors = 0;
@@ -356,6 +451,24 @@ impl Engine {
         let mut msgs = std::mem::take(&mut self.scratch);
         msgs.clear();
         let result = parser.parse(&dir.buf, &ctx, &mut msgs);
+        if flow.hooked {
+            // Before the consumed bytes leave the buffer: hooks may see them.
+            let proto = flow.detected.clone().unwrap_or_default();
+            run_hooks(
+                &self.hooks,
+                flow_id,
+                &flow.key,
+                &proto,
+                &mut flow.dirs,
+                &mut msgs,
+                &self.limits,
+            );
+            if let Ok(consumed) = result {
+                let consumed = consumed.min(flow.dirs[d].buf.len());
+                flow.dirs[d].retain_for_hooks(consumed, self.limits.max_hook_bytes);
+            }
+        }
+        let dir = &mut flow.dirs[d];
         match result {
             Ok(consumed) => {
                 let consumed = consumed.min(dir.buf.len());
@@ -495,6 +608,18 @@ impl Engine {
                 let ends = [flow.dirs[0].next_offset, flow.dirs[1].next_offset];
                 parser.on_close(ends, &mut msgs);
             }
+            if flow.hooked && !msgs.is_empty() {
+                let proto = flow.detected.clone().unwrap_or_default();
+                run_hooks(
+                    &self.hooks,
+                    flow_id,
+                    &flow.key,
+                    &proto,
+                    &mut flow.dirs,
+                    &mut msgs,
+                    &self.limits,
+                );
+            }
         }
         self.handle_messages(flow_id, &mut msgs, out);
         self.scratch = msgs;
@@ -514,6 +639,60 @@ impl Engine {
         ids.sort_unstable();
         for id in ids {
             self.close_flow(id, EndReason::FlowEnd, out);
+        }
+    }
+}
+
+/// Hook tags into the log, the request's then the response's (a later key wins).
+#[cold]
+fn merge_tags(
+    log: &mut RequestLog,
+    request: Vec<(String, String)>,
+    response: Vec<(String, String)>,
+) {
+    for (k, v) in request.into_iter().chain(response) {
+        log.tags.insert(k, v);
+    }
+}
+
+/// Run the hooks that apply on each logged message of `msgs` (in order), with the message's first bytes.
+fn run_hooks(
+    hooks: &[Arc<dyn MessageHook>],
+    flow_id: FlowId,
+    key: &FlowKey,
+    flow_proto: &L7Protocol,
+    dirs: &mut [DirState; 2],
+    msgs: &mut [Message],
+    limits: &Limits,
+) {
+    let mut scratch = Vec::new();
+    for msg in msgs.iter_mut() {
+        let d = msg.direction.index();
+        dirs[d].hook_from = dirs[d].hook_from.max(msg.end);
+        if msg.kind == MessageKind::Event {
+            continue;
+        }
+        let protocol = msg
+            .info
+            .protocol
+            .clone()
+            .unwrap_or_else(|| flow_proto.clone());
+        if !hooks.iter().any(|h| h.applies_to(&protocol)) {
+            continue;
+        }
+        let dir = &dirs[d];
+        let input = HookInput {
+            protocol: &protocol,
+            direction: msg.direction,
+            kind: msg.kind,
+            flow: key,
+            flow_id,
+            time_us: dir.locate(msg.start).0,
+            bytes: dir.message_bytes(msg.start, msg.end, limits.max_hook_bytes, &mut scratch),
+            message_len: msg.end.saturating_sub(msg.start),
+        };
+        for hook in hooks.iter().filter(|h| h.applies_to(&protocol)) {
+            hook.on_message(&input, &mut msg.info);
         }
     }
 }
@@ -551,6 +730,7 @@ fn build_log(
     let mut info = LogInfo::default();
     let mut xrid0 = None;
     let mut xrid1 = None;
+    let mut resp_tags = Vec::new();
     match (&request, &response) {
         (Some(req), resp) => {
             let mut rinfo = req.msg.info.clone();
@@ -564,6 +744,7 @@ fn build_log(
                 Some(resp) => {
                     let mut sinfo = resp.msg.info.clone();
                     xrid1 = sinfo.x_request_id.take();
+                    resp_tags = std::mem::take(&mut sinfo.tags);
                     // Response-side fields come from the response; request-side ones from the request.
                     let code = sinfo.response_code.take();
                     let status = sinfo.response_status.take();
@@ -624,6 +805,10 @@ fn build_log(
     log.parent_span_id = info.parent_span_id;
     log.x_request_id_0 = xrid0;
     log.x_request_id_1 = xrid1;
+    // Hook tags: the request's (or the one-way message's), then the response's.
+    if !info.tags.is_empty() || !resp_tags.is_empty() {
+        merge_tags(&mut log, info.tags, resp_tags);
+    }
     let _ = Correlation::Unpaired;
     log
 }

@@ -9,7 +9,9 @@
 //! - the [`L7Parser`] / [`FlowParser`] traits, the [`Message`] they emit and the [`Limits`] they obey;
 //! - the [`ExchangeTable`], which pairs requests and responses by [`Correlation`] (FIFO or by id) in bounded space;
 //! - the [`Engine`], which owns per-flow state: detection, buffering, gap handling, timeouts, and RequestLog
-//!   assembly (times and TCP sequence numbers from stream offsets).
+//!   assembly (times and TCP sequence numbers from stream offsets);
+//! - [`MessageHook`]s, optional user code the engine runs on each parsed message of chosen protocols to
+//!   rewrite its fields and add tags ([`Engine::add_hook`]).
 //!
 //! The crate never depends on a capture library: feed it [`fathom_model::StreamChunk`]s from anywhere.
 //!
@@ -37,6 +39,7 @@
 mod engine;
 mod error;
 mod exchange;
+mod hook;
 mod limits;
 mod message;
 mod parser;
@@ -70,6 +73,7 @@ pub mod tls;
 pub use engine::{Engine, EngineStats, FlowProtocol};
 pub use error::{ParseError, ParseErrorKind};
 pub use exchange::{EndReason, ExchangeTable, Paired};
+pub use hook::{HookInput, MessageHook};
 pub use limits::Limits;
 pub use message::{Correlation, LogInfo, Message, MessageKind};
 pub use parser::{FlowParser, L7Parser, ParseCtx, Probe, ProbeInput, Transports};

@@ -19,6 +19,9 @@ pub struct Limits {
     pub request_timeout_us: u64,
     /// Consecutive parse errors after which a flow is re-probed.
     pub max_consecutive_errors: u32,
+    /// Most bytes of one message kept per flow direction for message hooks (the message's first bytes; see
+    /// [`crate::HookInput::bytes`]). Only flows some registered hook applies to keep any.
+    pub max_hook_bytes: usize,
 }
 
 impl Limits {
@@ -38,6 +41,8 @@ impl Limits {
     pub const DEFAULT_REQUEST_TIMEOUT_US: u64 = 60_000_000;
     /// Default for [`Limits::max_consecutive_errors`].
     pub const DEFAULT_MAX_CONSECUTIVE_ERRORS: u32 = 3;
+    /// Default for [`Limits::max_hook_bytes`].
+    pub const DEFAULT_MAX_HOOK_BYTES: usize = 4096;
 }
 
 impl Default for Limits {
@@ -51,6 +56,7 @@ impl Default for Limits {
             max_field_len: Self::DEFAULT_MAX_FIELD_LEN,
             request_timeout_us: Self::DEFAULT_REQUEST_TIMEOUT_US,
             max_consecutive_errors: Self::DEFAULT_MAX_CONSECUTIVE_ERRORS,
+            max_hook_bytes: Self::DEFAULT_MAX_HOOK_BYTES,
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct LogInfo {
     pub parent_span_id: Option<String>,
     /// `X-Request-ID` or equivalent (goes to `x_request_id_0` on a request, `x_request_id_1` on a response).
     pub x_request_id: Option<String>,
+    /// Tags to add to the RequestLog's `tags` (key, value), set by [`crate::MessageHook`]s (parsers leave it
+    /// empty). The request's and the response's are both merged, the request's first; on a repeated key the
+    /// last wins. Not touched by [`LogInfo::fill_from`].
+    pub tags: Vec<(String, String)>,
 }
 
 impl LogInfo {

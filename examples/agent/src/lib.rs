@@ -13,7 +13,7 @@
 use anyhow::Context as _;
 use fathom_capture::{CaptureError, Config, Counters, EventSource, FileSource, PacketCapture};
 use fathom_model::{FlowRecord, RequestLog, ResponseStatus, StreamEvent};
-use fathom_protocols::{Engine, EngineStats, L7Parser, Limits};
+use fathom_protocols::{Engine, EngineStats, L7Parser, Limits, MessageHook};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +83,8 @@ pub struct RunOptions {
     pub single_thread: bool,
     /// Parsers probed after the built-in ones (plugins, tests).
     pub extra_parsers: Vec<Arc<dyn L7Parser>>,
+    /// Message hooks run on parsed messages, in order (plugins' HTTP hooks, tests).
+    pub hooks: Vec<Arc<dyn MessageHook>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -97,6 +99,14 @@ impl std::fmt::Debug for RunOptions {
                     .extra_parsers
                     .iter()
                     .map(|p| p.protocol())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "hooks",
+                &self
+                    .hooks
+                    .iter()
+                    .map(|h| h.name().to_string())
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -182,6 +192,9 @@ impl ParseStage {
         let mut engine = Engine::new(fathom_protocols::builtin_parsers(), options.limits.clone());
         for p in &options.extra_parsers {
             engine.register(p.clone());
+        }
+        for h in &options.hooks {
+            engine.add_hook(h.clone());
         }
         ParseStage {
             engine,

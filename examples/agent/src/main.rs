@@ -3,7 +3,7 @@
 use clap::{Parser, ValueEnum};
 use fathom_agent::{run_pcap, DamagedCapture, Output, RunOptions, Summary};
 use fathom_metrics::{DriverOptions, MetricsDriver};
-use fathom_protocols::L7Parser;
+use fathom_protocols::{L7Parser, MessageHook};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,11 +37,11 @@ struct Cli {
     /// Capture live on this interface (AF_PACKET).
     #[arg(long, value_name = "IFACE", conflicts_with = "ebpf")]
     iface: Option<String>,
-    /// With --iface: capture threads, one AF_PACKET socket each in one fanout (hash) group.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "iface")]
-    capture_threads: usize,
+    /// With --iface: capture threads, one AF_PACKET socket each in one fanout (hash) group [default: 1].
+    #[arg(long, value_name = "N")]
+    capture_threads: Option<usize>,
     /// With --iface: classic BPF filter, as printed by `tcpdump -i IFACE -ddd 'EXPR'`.
-    #[arg(long, value_name = "FILE", requires = "iface")]
+    #[arg(long, value_name = "FILE")]
     bpf_filter_file: Option<PathBuf>,
     /// Capture socket data with eBPF.
     #[arg(long)]
@@ -121,6 +121,11 @@ fn main() -> ExitCode {
             return unsupported(name);
         }
     }
+    // (clap's `requires` is not enforced here: `--iface` conflicts with `--pcap`.)
+    if cli.iface.is_none() && (cli.capture_threads.is_some() || cli.bpf_filter_file.is_some()) {
+        eprintln!("fathom-agent: error: --capture-threads and --bpf-filter-file need --iface");
+        return ExitCode::from(2);
+    }
     if cli.json == Some(JsonKind::Traces) {
         return unsupported("--json traces");
     }
@@ -158,7 +163,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let extra_parsers = match load_plugins(&cli.plugin) {
+    let (extra_parsers, hooks) = match load_plugins(&cli.plugin) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("fathom-agent: error: {e}");
@@ -173,7 +178,7 @@ fn main() -> ExitCode {
         }
     };
     let live = !matches!(input, Input::Pcap(_));
-    let code = run_file(input, cli.json, metrics.as_mut(), extra_parsers);
+    let code = run_file(input, cli.json, metrics.as_mut(), extra_parsers, hooks);
     if let (Some(addr), Some(secs), false) = (&cli.prometheus, cli.duration, live) {
         tracing::info!(%addr, secs, "Serving the final metrics.");
         std::thread::sleep(std::time::Duration::from_secs(secs));
@@ -185,7 +190,7 @@ fn main() -> ExitCode {
 #[cfg(feature = "afpacket")]
 fn iface_config(cli: &Cli) -> Result<fathom_capture::AfPacketConfig, String> {
     let mut c = fathom_capture::AfPacketConfig::new(cli.iface.clone().unwrap_or_default());
-    c.threads = cli.capture_threads;
+    c.threads = cli.capture_threads.unwrap_or(1);
     c.run_for = cli.duration.map(std::time::Duration::from_secs);
     if let Some(path) = &cli.bpf_filter_file {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -197,36 +202,48 @@ fn iface_config(cli: &Cli) -> Result<fathom_capture::AfPacketConfig, String> {
     Ok(c)
 }
 
-/// Load the `--plugin` WASM modules (one shared wasmtime engine); they are probed after the built-in parsers.
+/// Parsers and message hooks from the `--plugin` files.
+type Plugins = (Vec<Arc<dyn L7Parser>>, Vec<Arc<dyn MessageHook>>);
+
+/// Load the `--plugin` WASM modules (one shared wasmtime engine), Fathom-ABI or DeepFlow-ABI (recognised by
+/// their imports and exports). A plugin that parses a protocol is probed after the built-in parsers; one that
+/// hooks HTTP is run on HTTP/1, HTTP/2 and gRPC messages, in command-line order; a plugin may be both.
 #[cfg(feature = "wasm-plugins")]
-fn load_plugins(paths: &[PathBuf]) -> Result<Vec<Arc<dyn L7Parser>>, String> {
+fn load_plugins(paths: &[PathBuf]) -> Result<Plugins, String> {
+    let mut plugins: Plugins = (Vec::new(), Vec::new());
     if paths.is_empty() {
-        return Ok(Vec::new());
+        return Ok(plugins);
     }
     let host = fathom_plugin_wasm::PluginHost::new(fathom_plugin_wasm::PluginConfig::default())
         .map_err(|e| e.to_string())?;
-    paths
-        .iter()
-        .map(|path| {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let name = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("plugin");
-            let plugin = host
-                .load(name, &bytes)
-                .map_err(|e| format!("plugin {}: {e}", path.display()))?;
-            tracing::info!(plugin = name, "WASM plugin loaded.");
-            Ok(plugin as Arc<dyn L7Parser>)
-        })
-        .collect()
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        let plugin = host
+            .load_any(name, &bytes)
+            .map_err(|e| format!("plugin {}: {e}", path.display()))?;
+        let (parser, hook) = (plugin.parser(), plugin.hook());
+        tracing::info!(
+            plugin = name,
+            abi = plugin.abi(),
+            parser = parser.is_some(),
+            hooks = hook.is_some(),
+            "WASM plugin loaded."
+        );
+        plugins.0.extend(parser);
+        plugins.1.extend(hook);
+    }
+    Ok(plugins)
 }
 
 /// Built without WASM support: `--plugin` is refused.
 #[cfg(not(feature = "wasm-plugins"))]
-fn load_plugins(paths: &[PathBuf]) -> Result<Vec<Arc<dyn L7Parser>>, String> {
+fn load_plugins(paths: &[PathBuf]) -> Result<Plugins, String> {
     if paths.is_empty() {
-        Ok(Vec::new())
+        Ok((Vec::new(), Vec::new()))
     } else {
         Err("--plugin needs an agent built with the `wasm-plugins` feature".into())
     }
@@ -292,6 +309,7 @@ fn run_file(
     json: Option<JsonKind>,
     mut metrics: Option<&mut MetricsDriver>,
     extra_parsers: Vec<Arc<dyn L7Parser>>,
+    hooks: Vec<Arc<dyn MessageHook>>,
 ) -> ExitCode {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -309,6 +327,7 @@ fn run_file(
         // FATHOM_SINGLE_THREAD=1 runs capture and parsing on one thread (for measurements).
         single_thread: std::env::var_os("FATHOM_SINGLE_THREAD").is_some(),
         extra_parsers,
+        hooks,
         ..RunOptions::default()
     };
     let mut n = 0u64;

@@ -198,8 +198,6 @@ fn unsupported_options_exit_2() {
         vec!["--pcap", p, "--json", "traces"],
         vec!["--pcap", p, "--tags", "tags.yaml"],
         vec!["--pcap", p, "--plugin", "x.wasm"],
-        vec!["--iface", "lo"],
-        vec!["--iface", "lo", "--prometheus", "127.0.0.1:9100"],
         vec!["--pcap", p, "--otlp", "https://x"],
         vec!["--pcap", p, "--server", "http://x"],
         vec!["--pcap", p, "--duration", "3"],
@@ -209,6 +207,15 @@ fn unsupported_options_exit_2() {
     // With the `ebpf` feature, `--ebpf` is a live capture (tests/ebpf_live.rs).
     #[cfg(not(feature = "ebpf"))]
     cases.push(vec!["--ebpf"]);
+    // With the `afpacket` feature, `--iface` is a live capture (tests/afpacket_live.rs).
+    #[cfg(not(feature = "afpacket"))]
+    {
+        cases.push(vec!["--iface", "lo"]);
+        cases.push(vec!["--iface", "lo", "--prometheus", "127.0.0.1:9100"]);
+    }
+    // Fanout and filter options need --iface.
+    cases.push(vec!["--pcap", p, "--capture-threads", "2"]);
+    cases.push(vec!["--pcap", p, "--bpf-filter-file", "f.bpf"]);
     for args in cases {
         let out = agent(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

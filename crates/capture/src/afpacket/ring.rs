@@ -92,10 +92,12 @@ impl std::fmt::Debug for AfPacketSocket {
 
 impl Drop for AfPacketSocket {
     fn drop(&mut self) {
-        // SAFETY: `ring`/`ring_len` are exactly the mapping made in `open`, unmapped once here; no reference into
-        // it outlives this call (blocks are copied out).
-        unsafe {
-            libc::munmap(self.ring.cast(), self.ring_len);
+        if !self.ring.is_null() {
+            // SAFETY: `ring`/`ring_len` are exactly the mapping made in `open` (null if `open` failed before
+            // it), unmapped once here; no reference into it outlives this call (blocks are copied out).
+            unsafe {
+                libc::munmap(self.ring.cast(), self.ring_len);
+            }
         }
     }
 }

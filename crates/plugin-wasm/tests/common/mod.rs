@@ -8,84 +8,19 @@ use fathom_model::{ChunkOrigin, Direction, FlowKey, L4Protocol, RequestLog, Stre
 /// body. A request body is the method name; a response body is a status byte (0 ok, 1 client error,
 /// 2 server error) and an error text.
 ///
-/// `{VERSION}`, `{PROBE}` and `{PARSE}` are replaced: the hook bodies run first in each function.
-const FRPC_TEMPLATE: &str = r#"
-(module
-  (memory (export "memory") 2)
-  (func (export "fathom_abi_version") (result i32) (i32.const {VERSION}))
-  ;; One input buffer at 1024, grown to fit; the result record lives at 16..88.
-  (func (export "fathom_alloc") (param $len i32) (result i32)
-    (local $need i32)
-    (local.set $need (i32.sub
-      (i32.shr_u (i32.add (local.get $len) (i32.const 66559)) (i32.const 16))
-      (memory.size)))
-    (if (i32.gt_s (local.get $need) (i32.const 0))
-      (then (if (i32.lt_s (memory.grow (local.get $need)) (i32.const 0))
-        (then (return (i32.const -1))))))
-    (i32.const 1024))
-  (func $magic (param $p i32) (param $n i32) (result i32)
-    (if (i32.lt_u (local.get $n) (i32.const 4)) (then (return (i32.const 0))))
-    (i32.eq (i32.load (local.get $p)) (i32.const 0x43505246)))
-  (func (export "fathom_probe") (param $p i32) (param $n i32) (param $dir i32) (result i32)
-    {PROBE}
-    (if (result i32) (call $magic (local.get $p) (local.get $n))
-      (then (i32.const 2)) (else (i32.const 0))))
-  (func (export "fathom_parse") (param $p i32) (param $n i32) (param $dir i32) (result i32)
-    (local $blen i32) (local $total i32) (local $kind i32) (local $st i32)
-    {PARSE}
-    (if (i32.lt_u (local.get $n) (i32.const 4)) (then (return (i32.const 0))))
-    (if (i32.eqz (call $magic (local.get $p) (local.get $n)))
-      (then
-        ;; After a gap (dir bit 2): skip one byte and look again; otherwise this is not FRPC.
-        (if (i32.and (local.get $dir) (i32.const 2))
-          (then
-            (memory.fill (i32.const 16) (i32.const 0) (i32.const 72))
-            (i32.store (i32.const 16) (i32.const 1))
-            (i32.store8 (i32.const 20) (i32.const 4))
-            (return (i32.const 16))))
-        (return (i32.const -1))))
-    (if (i32.lt_u (local.get $n) (i32.const 11)) (then (return (i32.const 0))))
-    (local.set $blen (i32.or
-      (i32.shl (i32.load8_u offset=9 (local.get $p)) (i32.const 8))
-      (i32.load8_u offset=10 (local.get $p))))
-    (local.set $total (i32.add (local.get $blen) (i32.const 11)))
-    (if (i32.lt_u (local.get $n) (local.get $total)) (then (return (i32.const 0))))
-    (local.set $kind (i32.load8_u offset=4 (local.get $p)))
-    (if (i32.gt_u (local.get $kind) (i32.const 1)) (then (return (i32.const -1))))
-    (memory.fill (i32.const 16) (i32.const 0) (i32.const 72))
-    (i32.store (i32.const 16) (local.get $total))
-    (i32.store8 (i32.const 20) (local.get $kind))
-    (i32.store8 (i32.const 22) (i32.const 1))
-    (i32.store (i32.const 24) (i32.or
-      (i32.or (i32.shl (i32.load8_u offset=5 (local.get $p)) (i32.const 24))
-              (i32.shl (i32.load8_u offset=6 (local.get $p)) (i32.const 16)))
-      (i32.or (i32.shl (i32.load8_u offset=7 (local.get $p)) (i32.const 8))
-              (i32.load8_u offset=8 (local.get $p)))))
-    (if (i32.eqz (local.get $kind))
-      (then
-        (i32.store (i32.const 40) (i32.add (local.get $p) (i32.const 11)))
-        (i32.store (i32.const 44) (local.get $blen)))
-      (else
-        (if (i32.eqz (local.get $blen)) (then (return (i32.const -1))))
-        (local.set $st (i32.load8_u offset=11 (local.get $p)))
-        (if (i32.gt_u (local.get $st) (i32.const 2)) (then (return (i32.const -1))))
-        (i32.store8 (i32.const 21) (i32.add (local.get $st) (i32.const 1)))
-        (i32.store8 (i32.const 22) (i32.const 3))
-        (i64.store (i32.const 32) (i64.extend_i32_u (local.get $st)))
-        (if (local.get $st)
-          (then
-            (i32.store (i32.const 72) (i32.add (local.get $p) (i32.const 12)))
-            (i32.store (i32.const 76) (i32.sub (local.get $blen) (i32.const 1)))))))
-    (i32.const 16))
-)
-"#;
+/// The plugin is the WAT example `examples/plugins/frpc-wat/frpc.wat`; its `;; @version`, `;; @probe` and
+/// `;; @parse` markers are where hostile variants change it: the hook bodies run first in each function.
+const FRPC_TEMPLATE: &str = include_str!("../../../../examples/plugins/frpc-wat/frpc.wat");
 
 /// The FRPC plugin with hooks: `probe` / `parse` are WAT instructions run first in those functions.
 pub fn frpc_wat(version: i32, probe: &str, parse: &str) -> String {
     FRPC_TEMPLATE
-        .replace("{VERSION}", &version.to_string())
-        .replace("{PROBE}", probe)
-        .replace("{PARSE}", parse)
+        .replace(
+            "(i32.const 1)) ;; @version",
+            &format!("(i32.const {version}))"),
+        )
+        .replace(";; @probe", probe)
+        .replace(";; @parse", parse)
 }
 
 /// The well-behaved FRPC plugin.
@@ -179,4 +114,133 @@ pub fn of_proto<'a>(logs: &'a [RequestLog], name: &str) -> Vec<&'a RequestLog> {
         .collect();
     v.sort_by_key(|l| l.request_id);
     v
+}
+
+/// The repository root (every crate including this module sits two levels below it).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A toolchain piece is missing: skip (printing why), or fail when `FATHOM_REQUIRE_LIVE` is set (CI).
+fn missing(what: &str) -> Option<Vec<u8>> {
+    assert!(
+        std::env::var_os("FATHOM_REQUIRE_LIVE").is_none(),
+        "FATHOM_REQUIRE_LIVE is set but {what}"
+    );
+    eprintln!("skipped: {what}");
+    None
+}
+
+fn on_path(program: &str) -> bool {
+    std::process::Command::new("which")
+        .arg(program)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Build the Rust example plugin crate `examples/plugins/<dir>` for wasm32-unknown-unknown (release) and
+/// return the module `<lib>.wasm`. `None` (after a message) when the wasm32 target is not installed.
+///
+/// # Panics
+/// When the target is installed but the build fails.
+pub fn build_rust_example(dir: &str, lib: &str) -> Option<Vec<u8>> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = std::process::Command::new(rustc)
+        .args([
+            "--print",
+            "target-libdir",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let installed = libdir.is_some_and(|d| {
+        std::fs::read_dir(d)
+            .map(|mut it| {
+                it.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libcore")))
+            })
+            .unwrap_or(false)
+    });
+    if !installed {
+        return missing("the wasm32-unknown-unknown Rust target is not installed (rustup target add wasm32-unknown-unknown)");
+    }
+    let target_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-examples");
+    let manifest = repo_root()
+        .join("examples/plugins")
+        .join(dir)
+        .join("Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building {}: {}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wasm = target_dir.join(format!("wasm32-unknown-unknown/release/{lib}.wasm"));
+    Some(std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display())))
+}
+
+/// Build the C example plugin `examples/plugins/frpc-c/frpc.c` with clang (freestanding wasm32, Debian's
+/// clang + lld). `None` (after a message) when clang or wasm-ld is missing.
+///
+/// # Panics
+/// When the tools are there but the build fails.
+pub fn build_c_frpc() -> Option<Vec<u8>> {
+    if !on_path("clang") || !on_path("wasm-ld") {
+        return missing("clang or wasm-ld (Debian packages clang, lld) is not installed");
+    }
+    let root = repo_root();
+    let out_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-examples");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let wasm = out_dir.join(format!("frpc-c-{}.wasm", std::process::id()));
+    let out = std::process::Command::new("clang")
+        .args([
+            "--target=wasm32",
+            "-O2",
+            "-nostdlib",
+            "-mbulk-memory",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+        ])
+        .args(["-Wl,--no-entry", "-I"])
+        .arg(root.join("crates/plugin-wasm/include"))
+        .arg("-o")
+        .arg(&wasm)
+        .arg(root.join("examples/plugins/frpc-c/frpc.c"))
+        .output()
+        .expect("clang runs");
+    assert!(
+        out.status.success(),
+        "clang: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&wasm).unwrap();
+    let _ = std::fs::remove_file(&wasm);
+    Some(bytes)
+}
+
+/// The WAT example plugin, as wasm text.
+pub fn wat_frpc() -> Vec<u8> {
+    frpc_ok().into_bytes()
 }
