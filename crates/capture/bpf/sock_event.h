@@ -28,7 +28,7 @@
 #define FATHOM_SYS_CONNECT 9
 #define FATHOM_SYS_ACCEPT 10
 #define FATHOM_SYS_ACCEPT4 11
-#define FATHOM_SYS_SENDMMSG 12 /* the first message of the vector only */
+#define FATHOM_SYS_SENDMMSG 12 /* the first 4 messages of the vector, one event each */
 #define FATHOM_SYS_RECVMMSG 13
 #define FATHOM_SYS_SSL_WRITE 32 /* OpenSSL SSL_write/SSL_write_ex (bpf/ssl_trace.h) */
 #define FATHOM_SYS_SSL_READ 33  /* OpenSSL SSL_read/SSL_read_ex */
@@ -108,7 +108,7 @@ struct fathom_config {
 /* Per-CPU counters (the `stats` per-CPU array map), index: */
 #define FATHOM_STAT_RING_DROPS 0 /* events lost: the ring buffer was full */
 #define FATHOM_STAT_NO_PEER 1    /* datagrams of an unconnected UDP socket whose peer could not be read */
-#define FATHOM_STAT_MMSG_SKIPPED 2 /* messages of sendmmsg/recvmmsg after the first (not captured) */
+#define FATHOM_STAT_MMSG_SKIPPED 2 /* messages of sendmmsg/recvmmsg after the fourth (not captured) */
 #define FATHOM_STAT_COUNT 4
 
 #endif

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
 /* Socket data of running processes from syscall tracepoints, for AF_INET/AF_INET6 TCP and UDP sockets:
  *   data:    read/write, readv/writev (first MAX_IOV iovecs), recvfrom/sendto, recvmsg/sendmsg, recvmmsg/sendmmsg
- *            (the first message)
+ *            (the first MAX_MMSG messages)
  *   roles:   connect (client), accept/accept4 (server)
  *   end:     close
  * The entry programs check the in-kernel filter (config map), resolve fd -> struct socket -> sock with CO-RE reads,
@@ -38,7 +38,7 @@ struct args {
 	__u32 syscall;
 	__u32 tcp_seq;
 	__u32 flags; /* FATHOM_FLAG_TCP_SEQ */
-	__u64 mlen;  /* sendmmsg/recvmmsg: user address of the first message's msg_len, filled by the kernel */
+	__u64 mlen;  /* sendmmsg/recvmmsg: the user address of the mmsghdr vector */
 	__u64 ino;   /* the socket's inode number */
 };
 
@@ -429,16 +429,9 @@ static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u64 add
 	return 0;
 }
 
-static __always_inline int on_exit(long ret, __u8 kind)
+/* One data event of `ret` bytes for the call described by `saved`. */
+static __always_inline int emit_data(__u64 id, struct args saved, long ret, __u8 kind)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct args *a = bpf_map_lookup_elem(&active, &id);
-	if (!a)
-		return 0;
-	struct args saved = *a;
-	bpf_map_delete_elem(&active, &id);
-	if (ret <= 0)
-		return 0;
 	if (ssl_syscall_is_ciphertext(id, saved.fd))
 		return 0;
 	struct sock *sk = (struct sock *)saved.sk;
@@ -484,6 +477,19 @@ static __always_inline int on_exit(long ret, __u8 kind)
 	e->captured = (__u32)n;
 	submit(e, st, n);
 	return 0;
+}
+
+static __always_inline int on_exit(long ret, __u8 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct args *a = bpf_map_lookup_elem(&active, &id);
+	if (!a)
+		return 0;
+	struct args saved = *a;
+	bpf_map_delete_elem(&active, &id);
+	if (ret <= 0)
+		return 0;
+	return emit_data(id, saved, ret, kind);
 }
 
 SEC("tracepoint/syscalls/sys_enter_write")
@@ -592,8 +598,11 @@ int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
 }
 
-/* sendmmsg/recvmmsg: the first message of the vector is traced like sendmsg/recvmsg (its length is its msg_len,
- * which the kernel fills in); the others are counted in FATHOM_STAT_MMSG_SKIPPED. */
+/* sendmmsg/recvmmsg: the first MAX_MMSG messages of the vector are traced like sendmsg/recvmsg, one event each
+ * (a message's length is its msg_len, which the kernel fills in); the others are counted in
+ * FATHOM_STAT_MMSG_SKIPPED. (glibc's resolver sends its A and AAAA queries with one sendmmsg.) */
+#define MAX_MMSG 4
+
 static __always_inline int on_enter_mmsg(__u64 fd, __u64 vec, __u64 vlen, __u32 syscall, int ingress)
 {
 	if (!vlen)
@@ -602,28 +611,43 @@ static __always_inline int on_enter_mmsg(__u64 fd, __u64 vec, __u64 vlen, __u32 
 	__u64 id = bpf_get_current_pid_tgid();
 	struct args *a = bpf_map_lookup_elem(&active, &id);
 	if (a && a->syscall == syscall)
-		a->mlen = vec + __builtin_offsetof(struct mmsghdr, msg_len);
+		a->mlen = vec;
 	return r;
 }
 
 static __always_inline int on_exit_mmsg(long ret, __u8 kind)
 {
-	if (ret <= 0)
-		return on_exit(ret, kind);
-	if (ret > 1) {
-		__u32 stat = FATHOM_STAT_MMSG_SKIPPED;
-		__u64 *v = bpf_map_lookup_elem(&stats, &stat);
-		if (v)
-			*v += (__u64)(ret - 1);
-	}
 	__u64 id = bpf_get_current_pid_tgid();
 	struct args *a = bpf_map_lookup_elem(&active, &id);
 	if (!a)
 		return 0;
-	__u32 len = 0;
-	if (!a->mlen || bpf_probe_read_user(&len, sizeof(len), (const void *)a->mlen))
-		len = 0;
-	return on_exit((long)len, kind);
+	struct args saved = *a;
+	bpf_map_delete_elem(&active, &id);
+	if (ret <= 0 || !saved.mlen)
+		return 0;
+	if (ret > MAX_MMSG) {
+		__u32 stat = FATHOM_STAT_MMSG_SKIPPED;
+		__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+		if (v)
+			*v += (__u64)(ret - MAX_MMSG);
+	}
+	__u32 seq = saved.tcp_seq;
+	for (int i = 0; i < MAX_MMSG; i++) {
+		if (i >= ret)
+			break;
+		struct mmsghdr m;
+		if (bpf_probe_read_user(&m, sizeof(m), (const void *)(saved.mlen + i * sizeof(m))))
+			break;
+		struct args one = saved;
+		one.buf = (__u64)m.msg_hdr.msg_iov;
+		one.iovcnt = m.msg_hdr.msg_iovlen;
+		one.addr = (__u64)m.msg_hdr.msg_name;
+		one.tcp_seq = seq;
+		seq += m.msg_len;
+		if (m.msg_len && one.iovcnt)
+			emit_data(id, one, m.msg_len, kind);
+	}
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")

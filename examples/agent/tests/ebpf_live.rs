@@ -949,3 +949,86 @@ fn agent_mounts_tracefs_when_absent() {
             || std::path::Path::new("/sys/kernel/debug/tracing/events/syscalls").is_dir()
     );
 }
+
+/// The C library's resolver (`getaddrinfo`, which sends its A and AAAA queries with one `sendmmsg`), in a private
+/// network and mount namespace whose /etc/resolv.conf names a dnsmasq on 127.0.0.1:53: both queries are logged
+/// from the resolving process and from dnsmasq.
+#[test]
+fn agent_logs_the_resolver() {
+    if !live_ok(
+        "ebpf resolver",
+        &["unshare", "ip", "dnsmasq", "python3", "sh"],
+    ) {
+        return;
+    }
+    let dir = live::TempDir::new("fathom-ebpf-resolver");
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.1\noptions attempts:1 timeout:2\n",
+    )
+    .unwrap();
+    let script = format!(
+        "ip link set lo up && mount --bind {resolv} /etc/resolv.conf && \
+         dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 --port=53 \
+           --address=/fathom.test/10.9.8.7 --address=/fathom.test/fd00::7 --user=root --pid-file= \
+           </dev/null >/dev/null 2>&1 & DNSMASQ=$!; \
+         sleep 1; python3 -c 'import os, socket; print(os.getpid()); \
+           print(sorted(set(a[4][0] for a in socket.getaddrinfo(\"www.fathom.test\", 80, proto=socket.IPPROTO_TCP))))'; \
+         kill $DNSMASQ",
+        resolv = resolv.display()
+    );
+    let agent = Agent::start(&["--comm", "dnsmasq", "--comm", "python3"], 6);
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--net",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = text.lines();
+    let pid: u32 = lines.next().and_then(|l| l.parse().ok()).expect("pid");
+    let addrs = lines.next().unwrap_or("");
+    assert!(
+        addrs.contains("10.9.8.7") && addrs.contains("fd00::7"),
+        "{addrs}"
+    );
+    let (logs, _) = agent.finish();
+    let dns: Vec<&RequestLog> = logs.iter().filter(|l| l.port_dst == 53).collect();
+    let dns_owned: Vec<RequestLog> = dns.iter().map(|l| (*l).clone()).collect();
+    let (client, server) = by_side(&dns_owned);
+    let mut types: Vec<String> = client
+        .iter()
+        .filter(|l| l.process_id == Some(pid))
+        .map(|l| {
+            assert_eq!(l.l7_protocol.as_str(), "dns");
+            assert_eq!(l.l4_protocol.as_str(), "udp");
+            assert_eq!(l.request_domain.as_deref(), Some("www.fathom.test"));
+            assert_eq!(l.process_name.as_deref(), Some("python3"));
+            assert_eq!(l.response_code, Some(0), "{l:?}");
+            l.request_type.clone().unwrap_or_default()
+        })
+        .collect();
+    types.sort();
+    assert_eq!(types, ["A", "AAAA"], "{dns:?}");
+    let mut types: Vec<String> = server
+        .iter()
+        .map(|l| {
+            assert_eq!(l.process_name.as_deref(), Some("dnsmasq"));
+            l.request_type.clone().unwrap_or_default()
+        })
+        .collect();
+    types.sort();
+    assert_eq!(types, ["A", "AAAA"], "{dns:?}");
+}

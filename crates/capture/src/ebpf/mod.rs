@@ -1,7 +1,8 @@
 //! Live capture of socket data with eBPF (feature `ebpf`, Linux >= 5.12 with BTF, root or CAP_BPF + CAP_PERFMON).
 //!
 //! Syscall tracepoints (`sys_enter`/`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`,
-//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first message), `connect`, `accept`, `accept4`, and `sys_enter_close`; `sched_process_exit` for process exits) see the
+//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first 4 messages),
+//! `connect`, `accept`, `accept4`, and `sys_enter_close`; `sched_process_exit` for process exits) see the
 //! bytes every process moves through its AF_INET/AF_INET6 TCP and UDP sockets. The entry programs apply the
 //! in-kernel filter ([`EbpfConfig::pids`], [`EbpfConfig::comms`], [`EbpfConfig::cgroups`]; the agent's own
 //! process is never traced), resolve the socket from the fd with CO-RE reads and note the TCP sequence number;
@@ -25,7 +26,7 @@
 //! socket, with `tls_plaintext` set, and the ciphertext of those calls is not reported (see [`ssl`] and
 //! `docs/ebpf.md`).
 //!
-//! Not covered yet: `sendfile`/`splice`, messages of `sendmmsg`/`recvmmsg` after the first (counted), io_uring.
+//! Not covered yet: `sendfile`/`splice`, messages of `sendmmsg`/`recvmmsg` after the fourth (counted), io_uring.
 
 mod event;
 mod flows;
@@ -263,7 +264,7 @@ pub struct EbpfStats {
     pub duplicate_bytes: u64,
     /// UDP datagrams of unconnected sockets whose peer address could not be read (not traced).
     pub no_peer: u64,
-    /// Messages of `sendmmsg`/`recvmmsg` calls after the first (only the first is captured).
+    /// Messages of `sendmmsg`/`recvmmsg` calls after the fourth (the first four are captured).
     pub mmsg_skipped: u64,
     /// Sockets ended because the user-space table was full ([`EbpfConfig::max_sockets`]).
     pub sockets_evicted: u64,
