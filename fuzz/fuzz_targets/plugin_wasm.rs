@@ -44,10 +44,16 @@ fn plugins() -> &'static Plugins {
     static P: OnceLock<Plugins> = OnceLock::new();
     P.get_or_init(|| {
         // Never disabled: every input must reach the sandbox.
-        let host = PluginHost::new(PluginConfig { max_failures: u64::MAX, ..PluginConfig::default() }).unwrap();
+        let host = PluginHost::new(PluginConfig {
+            max_failures: u64::MAX,
+            ..PluginConfig::default()
+        })
+        .unwrap();
         let frpc_wat = include_str!("../../examples/plugins/frpc-wat/frpc.wat");
         Plugins {
-            frpc: host.load("frpc", &wat::parse_str(frpc_wat).unwrap()).unwrap(),
+            frpc: host
+                .load("frpc", &wat::parse_str(frpc_wat).unwrap())
+                .unwrap(),
             echo: host.load("echo", &wat::parse_str(ECHO).unwrap()).unwrap(),
         }
     })
@@ -57,7 +63,12 @@ fuzz_target!(|data: &[u8]| {
     let p = plugins();
     drive_on_port(p.frpc.clone(), L4Protocol::Tcp, 7000, data);
     parser_direct(&*p.frpc, 7000, data);
-    assert_eq!(p.frpc.stats().failures(), 0, "the FRPC plugin failed a call: {:?}", p.frpc.stats());
+    assert_eq!(
+        p.frpc.stats().failures(),
+        0,
+        "the FRPC plugin failed a call: {:?}",
+        p.frpc.stats()
+    );
     // Arbitrary parse result records.
     parser_direct(&*p.echo, 7000, data);
     // Arbitrary hook result records (from the last parse), on a request and a response.

@@ -74,13 +74,20 @@ struct DirState {
     next_offset: u64,
     marks: VecDeque<Mark>,
     origin: ChunkOrigin,
-    /// Hooked flows only: the first consumed bytes of the message in progress (at most
-    /// [`Limits::max_hook_bytes`]), from absolute offset `hook_offset`.
-    hook_buf: Vec<u8>,
-    /// Absolute stream offset of `hook_buf[0]`.
-    hook_offset: u64,
+    /// Hooked flows only (boxed: unhooked flows pay one pointer).
+    hook: Option<Box<HookKeep>>,
+}
+
+/// What a hooked flow keeps per direction for message hooks.
+#[derive(Default)]
+struct HookKeep {
+    /// The first consumed bytes of the message in progress (at most [`Limits::max_hook_bytes`]), from
+    /// absolute offset `offset`.
+    buf: Vec<u8>,
+    /// Absolute stream offset of `buf[0]`.
+    offset: u64,
     /// Absolute stream offset one past the last message emitted in this direction (where the next starts).
-    hook_from: u64,
+    from: u64,
 }
 
 impl DirState {
@@ -118,9 +125,11 @@ impl DirState {
         let n = self.buf.len() as u64;
         self.buf.clear();
         self.buf_offset = self.next_offset;
-        self.hook_buf.clear();
-        self.hook_offset = self.next_offset;
-        self.hook_from = self.next_offset;
+        if let Some(h) = self.hook.as_deref_mut() {
+            h.buf.clear();
+            h.offset = self.next_offset;
+            h.from = self.next_offset;
+        }
         n
     }
 
@@ -136,7 +145,6 @@ impl DirState {
     ) -> &'a [u8] {
         let want_end = end.min(start.saturating_add(cap as u64));
         let buf_end = self.buf_offset + self.buf.len() as u64;
-        let hook_end = self.hook_offset + self.hook_buf.len() as u64;
         if start >= self.buf_offset {
             if start >= buf_end {
                 return &[];
@@ -144,10 +152,14 @@ impl DirState {
             let to = want_end.min(buf_end);
             return &self.buf[(start - self.buf_offset) as usize..(to - self.buf_offset) as usize];
         }
-        if start < self.hook_offset || start >= hook_end {
+        let Some(h) = self.hook.as_deref() else {
+            return &[];
+        };
+        let hook_end = h.offset + h.buf.len() as u64;
+        if start < h.offset || start >= hook_end {
             return &[];
         }
-        let head = &self.hook_buf[(start - self.hook_offset) as usize..];
+        let head = &h.buf[(start - h.offset) as usize..];
         if want_end <= hook_end {
             return &head[..(want_end - start) as usize];
         }
@@ -164,23 +176,24 @@ impl DirState {
     /// Hooked flows: after a parse that consumed `consumed` bytes of `buf` (not yet drained), keep the first
     /// `cap` bytes of the message in progress (from `hook_from` on).
     fn retain_for_hooks(&mut self, consumed: usize, cap: usize) {
-        if self.hook_from > self.hook_offset {
-            let k = (self.hook_from - self.hook_offset).min(self.hook_buf.len() as u64);
-            self.hook_buf.drain(..k as usize);
-            self.hook_offset += k;
+        let h = self.hook.get_or_insert_with(Box::default);
+        if h.from > h.offset {
+            let k = (h.from - h.offset).min(h.buf.len() as u64);
+            h.buf.drain(..k as usize);
+            h.offset += k;
         }
-        if self.hook_buf.is_empty() {
-            self.hook_offset = self.hook_from.max(self.buf_offset);
+        if h.buf.is_empty() {
+            h.offset = h.from.max(self.buf_offset);
         }
         let consumed_end = self.buf_offset + consumed as u64;
-        let cur_end = self.hook_offset + self.hook_buf.len() as u64;
+        let cur_end = h.offset + h.buf.len() as u64;
         if cur_end < self.buf_offset || cur_end >= consumed_end {
             return;
         }
-        let room = cap.saturating_sub(self.hook_buf.len());
+        let room = cap.saturating_sub(h.buf.len());
         let from = (cur_end - self.buf_offset) as usize;
         let to = consumed.min(from + room);
-        self.hook_buf.extend_from_slice(&self.buf[from..to]);
+        h.buf.extend_from_slice(&self.buf[from..to]);
     }
 }
 
@@ -643,14 +656,10 @@ impl Engine {
     }
 }
 
-/// Hook tags into the log, the request's then the response's (a later key wins).
+/// Hook tags into the log (the request's, then the response's: a later key wins).
 #[cold]
-fn merge_tags(
-    log: &mut RequestLog,
-    request: Vec<(String, String)>,
-    response: Vec<(String, String)>,
-) {
-    for (k, v) in request.into_iter().chain(response) {
+fn merge_tags(log: &mut RequestLog, tags: Vec<(String, String)>) {
+    for (k, v) in tags {
         log.tags.insert(k, v);
     }
 }
@@ -668,7 +677,8 @@ fn run_hooks(
     let mut scratch = Vec::new();
     for msg in msgs.iter_mut() {
         let d = msg.direction.index();
-        dirs[d].hook_from = dirs[d].hook_from.max(msg.end);
+        let keep = dirs[d].hook.get_or_insert_with(Box::default);
+        keep.from = keep.from.max(msg.end);
         if msg.kind == MessageKind::Event {
             continue;
         }
@@ -730,7 +740,6 @@ fn build_log(
     let mut info = LogInfo::default();
     let mut xrid0 = None;
     let mut xrid1 = None;
-    let mut resp_tags = Vec::new();
     match (&request, &response) {
         (Some(req), resp) => {
             let mut rinfo = req.msg.info.clone();
@@ -744,7 +753,11 @@ fn build_log(
                 Some(resp) => {
                     let mut sinfo = resp.msg.info.clone();
                     xrid1 = sinfo.x_request_id.take();
-                    resp_tags = std::mem::take(&mut sinfo.tags);
+                    if !sinfo.tags.is_empty() {
+                        // The response's tags after the request's (a later key wins).
+                        let t = std::mem::take(&mut sinfo.tags);
+                        info.tags.extend(t);
+                    }
                     // Response-side fields come from the response; request-side ones from the request.
                     let code = sinfo.response_code.take();
                     let status = sinfo.response_status.take();
@@ -806,8 +819,8 @@ fn build_log(
     log.x_request_id_0 = xrid0;
     log.x_request_id_1 = xrid1;
     // Hook tags: the request's (or the one-way message's), then the response's.
-    if !info.tags.is_empty() || !resp_tags.is_empty() {
-        merge_tags(&mut log, info.tags, resp_tags);
+    if !info.tags.is_empty() {
+        merge_tags(&mut log, info.tags);
     }
     let _ = Correlation::Unpaired;
     log

@@ -21,10 +21,11 @@
 //! it must be quick and must not panic; it cannot fail the parse (a hook that cannot do its job leaves `info`
 //! unchanged and counts its own failures, as the WASM plugin host does).
 //!
-//! Cost: with no hook registered the engine does nothing more than before (one emptiness check per flow
-//! detection). With hooks, a flow whose protocol no hook applies to costs nothing either; a hooked flow keeps
-//! up to `max_hook_bytes` of its current message per direction (so that a message whose head and body arrive
-//! in different segments still shows its head to the hook).
+//! Cost: with no hook registered the engine does no hook work (one flag test per parse call, an emptiness
+//! test of the tags per log); the one thing every flow pays is the larger [`LogInfo`] (its `tags` vector),
+//! measured at 2–3 % on the HTTP/1 engine benchmark. A flow whose protocol no hook applies to costs the same;
+//! a hooked flow keeps up to `max_hook_bytes` of its current message per direction (so that a message whose
+//! head and body arrive in different segments still shows its head to the hook).
 
 use crate::{LogInfo, MessageKind};
 use fathom_model::{Direction, FlowId, FlowKey, L7Protocol, TimestampUs};

@@ -30,7 +30,11 @@ impl Parser for Frpc {
         }
         if !data.starts_with(b"FRPC") {
             // After a gap: skip a byte and look again; otherwise this is not FRPC.
-            return if after_gap { Parsed::Skip(1) } else { Parsed::NotMine };
+            return if after_gap {
+                Parsed::Skip(1)
+            } else {
+                Parsed::NotMine
+            };
         }
         if data.len() < HEADER {
             return Parsed::NeedMore;
