@@ -419,7 +419,13 @@ impl EbpfSource {
                     source,
                 })?;
         }
-        let ssl = ssl::SslHooks::start(&mut ebpf, &config.ssl)?;
+        // Limited to given processes only: hook OpenSSL in those processes alone (see `SslHooks::scope_pids`).
+        let ssl_scope: &[u32] = if config.comms.is_empty() && config.cgroups.is_empty() {
+            &config.pids
+        } else {
+            &[]
+        };
+        let ssl = ssl::SslHooks::start(&mut ebpf, &config.ssl, ssl_scope)?;
         let ssl_counters = match ebpf.take_map("ssl_counters") {
             Some(m) => Some(PerCpuArray::try_from(m).map_err(|source| EbpfError::Map {
                 name: "ssl_counters",

@@ -184,6 +184,10 @@ pub(crate) struct SslHooks {
     seen: HashSet<(u64, u64)>,
     /// Paths hooked, for users.
     pub(crate) attached: Vec<String>,
+    /// When tracing is limited to these processes only (`EbpfConfig::pids` without comm/cgroup filters), the
+    /// uprobes are attached to these processes alone: other processes calling the same libssl (e.g. the load
+    /// generator of a benchmark) then take no uprobe trap at all instead of a trap that returns at the filter.
+    scope_pids: Vec<u32>,
 }
 
 impl SslHooks {
@@ -192,9 +196,14 @@ impl SslHooks {
     /// # Errors
     /// A configured library that cannot be read, lacks the symbols or cannot be hooked; a program the kernel
     /// rejects (as [`super::EbpfError::Load`]).
-    pub(crate) fn start(ebpf: &mut Ebpf, config: &SslConfig) -> Result<SslHooks, super::EbpfError> {
+    pub(crate) fn start(
+        ebpf: &mut Ebpf,
+        config: &SslConfig,
+        scope_pids: &[u32],
+    ) -> Result<SslHooks, super::EbpfError> {
         let mut hooks = SslHooks {
             config: config.clone(),
+            scope_pids: scope_pids.to_vec(),
             ..SslHooks::default()
         };
         if !config.enabled {
@@ -308,13 +317,30 @@ impl SslHooks {
                     }
                     _ => UProbeAttachLocation::Symbol(symbol),
                 };
-                prog.attach(at, &t.open, UProbeScope::AllProcesses)
-                    .map_err(|source| SslError::Attach {
-                        program: name,
-                        symbol,
-                        path: PathBuf::from(&t.shown),
-                        error: Box::new(source),
-                    })?;
+                let scopes: Vec<UProbeScope> = if self.scope_pids.is_empty() {
+                    vec![UProbeScope::AllProcesses]
+                } else {
+                    self.scope_pids
+                        .iter()
+                        .filter_map(|&pid| std::num::NonZeroU32::new(pid))
+                        .map(UProbeScope::OneProcess)
+                        .collect()
+                };
+                for scope in scopes {
+                    let at = match &at {
+                        UProbeAttachLocation::AbsoluteOffset(o) => {
+                            UProbeAttachLocation::AbsoluteOffset(*o)
+                        }
+                        _ => UProbeAttachLocation::Symbol(symbol),
+                    };
+                    prog.attach(at, &t.open, scope)
+                        .map_err(|source| SslError::Attach {
+                            program: name,
+                            symbol,
+                            path: PathBuf::from(&t.shown),
+                            error: Box::new(source),
+                        })?;
+                }
             }
         }
         tracing::info!(
