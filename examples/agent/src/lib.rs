@@ -308,6 +308,8 @@ pub fn run_ebpf(
         "eBPF capture started."
     );
     let loss = source.loss_handle();
+    let stop = source.stop_handle();
+    register_live_stop(&stop);
     let stats = run_source(source, options, out)?;
     let drops = loss.ring_drops.load(Ordering::Relaxed);
     let lost = loss.lost_events.load(Ordering::Relaxed);
@@ -325,6 +327,35 @@ pub fn run_ebpf(
         );
     }
     Ok(stats)
+}
+
+/// Stop flags of the live captures running in this process (weak: a finished capture's flag just drops).
+static LIVE_STOPS: std::sync::Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicBool>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Register a live capture's stop flag so that [`stop_live_captures`] reaches it.
+#[cfg(any(feature = "ebpf", all(feature = "afpacket", target_os = "linux")))]
+fn register_live_stop(flag: &Arc<std::sync::atomic::AtomicBool>) {
+    if let Ok(mut v) = LIVE_STOPS.lock() {
+        v.retain(|w| w.strong_count() > 0);
+        v.push(Arc::downgrade(flag));
+    }
+}
+
+/// Ask every live capture running in this process ([`run_ebpf`], [`run_iface`]) to stop, as if its duration had
+/// ended: the capture stops, buffered events are drained, flows end and the run returns its stats normally (so
+/// the agent still prints its summary). Safe to call from any thread, e.g. a Ctrl-C handler. Returns how many
+/// captures were asked to stop.
+pub fn stop_live_captures() -> usize {
+    let Ok(v) = LIVE_STOPS.lock() else {
+        return 0;
+    };
+    let mut n = 0;
+    for flag in v.iter().filter_map(std::sync::Weak::upgrade) {
+        flag.store(true, Ordering::Relaxed);
+        n += 1;
+    }
+    n
 }
 
 /// Run the pipeline on live packets from a network interface (feature `afpacket`): an AF_PACKET `TPACKET_V3`
@@ -350,6 +381,8 @@ pub fn run_iface(
         "AF_PACKET capture started."
     );
     let telemetry = source.telemetry();
+    let stop = source.stop_handle();
+    register_live_stop(&stop);
     let result = run_source(source, options, out);
     let ring = telemetry.snapshot();
     if ring.kernel_drops > 0 {

@@ -101,6 +101,19 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    // Ctrl-C / SIGTERM: a live capture stops as if its --duration had ended (the summary is still printed); a
+    // second signal, or one while no live capture runs, exits at once with status 130.
+    if let Err(e) = ctrlc::set_handler(|| {
+        static ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if ASKED.swap(true, std::sync::atomic::Ordering::SeqCst)
+            || fathom_agent::stop_live_captures() == 0
+        {
+            std::process::exit(130);
+        }
+        eprintln!("fathom-agent: stopping the capture (signal again to quit at once)");
+    }) {
+        tracing::warn!(error = %e, "Cannot install the Ctrl-C handler.");
+    }
     #[cfg(not(feature = "afpacket"))]
     if cli.iface.is_some() {
         return unsupported("--iface (this build lacks the `afpacket` feature)");

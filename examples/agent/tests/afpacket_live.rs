@@ -224,6 +224,32 @@ fn iface_lo_logs_each_request_once() {
     }
 }
 
+/// Without `--duration`, Ctrl-C (SIGINT) stops the capture like the end of a duration: the agent drains the ring,
+/// ends the flows, writes every log and exits 0 (a second signal would quit at once).
+#[test]
+fn iface_sigint_stops_and_flushes() {
+    if !can_run(
+        "iface_sigint_stops_and_flushes",
+        &["python3", "curl", "kill"],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("fathom-afp-sigint");
+    let port = live::free_port();
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let _server = http_server(&[], lo, port, &dir);
+    let agent = Agent::start(&["--iface", "lo"], Some(READY));
+    let want = workload(lo, port, &PATHS);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = agent.child.id().to_string();
+    let killed = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -INT {pid}");
+    let (status, logs, stderr) = agent.finish();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.contains("stopping the capture"), "{stderr}");
+    assert_eq!(requests(&logs, port), sorted(want), "{stderr}");
+}
+
 #[test]
 fn iface_fanout_two_threads_same_logs_as_one() {
     if !can_run(

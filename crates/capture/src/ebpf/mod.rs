@@ -336,6 +336,8 @@ pub struct EbpfSource {
     ssl: ssl::SslHooks,
     ssl_counters: Option<PerCpuArray<MapData, u64>>,
     last_rescan: Instant,
+    /// Set from any thread to stop (see [`EbpfSource::stop_handle`]).
+    stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
     done: bool,
 }
 
@@ -470,6 +472,7 @@ impl EbpfSource {
             ssl,
             ssl_counters,
             last_rescan: Instant::now(),
+            stop_flag: std::sync::Arc::default(),
             last_expire: Instant::now(),
             started: Instant::now(),
             loss: EbpfLossHandle::default(),
@@ -482,6 +485,12 @@ impl EbpfSource {
     pub fn stop(&mut self) {
         self.refresh_drops();
         self.ebpf = None;
+    }
+
+    /// A flag that stops the source when set, from any thread (e.g. a signal handler's): the next call to
+    /// [`EventSource::next_events`] detaches the programs as [`EbpfSource::stop`] does, then delivers what is left.
+    pub fn stop_handle(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.stop_flag.clone()
     }
 
     /// eBPF-specific counters (ring-buffer drops as of the last call to `next_events` or `stop`).
@@ -756,10 +765,11 @@ impl EventSource for EbpfSource {
             return Ok(false);
         }
         if self.ebpf.is_some()
-            && self
+            && (self
                 .config
                 .run_for
                 .is_some_and(|d| self.started.elapsed() >= d)
+                || self.stop_flag.load(std::sync::atomic::Ordering::Relaxed))
         {
             self.stop();
         }
