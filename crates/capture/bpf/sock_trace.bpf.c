@@ -360,6 +360,18 @@ static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, s
 	return e;
 }
 
+/* Wake the consumer only once this much data waits in the ring (an eighth of it); below that the consumer
+ * finds the events at its next poll timeout (EbpfConfig::poll_timeout). A wakeup per event would cost an
+ * irq_work (a self-IPI: an MSR write, which traps to the hypervisor on a VM) in the traced process on every
+ * syscall: the largest part of the tracing overhead before this. */
+#define FATHOM_WAKEUP_BYTES (1024 * 1024)
+
+static __always_inline __u64 ring_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= FATHOM_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+										 : BPF_RB_NO_WAKEUP;
+}
+
 /* Number the event on its socket and push it with `n` payload bytes. */
 static __always_inline void submit(struct fathom_sock_event *e, struct sock_state *st, __u64 n)
 {
@@ -369,7 +381,7 @@ static __always_inline void submit(struct fathom_sock_event *e, struct sock_stat
 	asm volatile("" : "+r"(n));
 	if (n > FATHOM_MAX_DATA)
 		n = FATHOM_MAX_DATA;
-	if (bpf_ringbuf_output(&events, e, FATHOM_HDR_LEN + n, 0))
+	if (bpf_ringbuf_output(&events, e, FATHOM_HDR_LEN + n, ring_flags()))
 		count(FATHOM_STAT_RING_DROPS);
 }
 
@@ -813,7 +825,7 @@ int on_process_exit(void *ctx)
 	e->family = AF_INET;
 	e->l4 = IPPROTO_TCP;
 	process_comm(e->comm);
-	if (bpf_ringbuf_output(&events, e, FATHOM_HDR_LEN, 0))
+	if (bpf_ringbuf_output(&events, e, FATHOM_HDR_LEN, ring_flags()))
 		count(FATHOM_STAT_RING_DROPS);
 	return 0;
 }

@@ -105,7 +105,9 @@ pub struct EbpfConfig {
     pub idle_timeout_us: u64,
     /// Sockets tracked at most in user space; past it the least recently active one ends (`evicted`).
     pub max_sockets: usize,
-    /// How long one [`EventSource::next_events`] call waits for events when there are none.
+    /// How long one [`EventSource::next_events`] call waits for events when there are none. The kernel wakes the
+    /// reader only once 1 MiB of events waits in the ring (a wakeup per event would cost the traced processes an
+    /// interrupt per syscall), so this is also the longest delay of an event when traffic is light.
     pub poll_timeout: Duration,
     /// Events handled per [`EventSource::next_events`] call at most.
     pub batch_events: usize,
@@ -132,7 +134,7 @@ impl Default for EbpfConfig {
             cgroups: Vec::new(),
             idle_timeout_us: 60_000_000,
             max_sockets: 65_536,
-            poll_timeout: Duration::from_millis(100),
+            poll_timeout: Duration::from_millis(20),
             batch_events: 1024,
             run_for: None,
             mount_tracefs: true,
