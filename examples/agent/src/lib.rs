@@ -342,7 +342,7 @@ fn register_live_stop(flag: &Arc<std::sync::atomic::AtomicBool>) {
     }
 }
 
-/// Ask every live capture running in this process ([`run_ebpf`], [`run_iface`]) to stop, as if its duration had
+/// Ask every live capture running in this process (`run_ebpf`, `run_iface`) to stop, as if its duration had
 /// ended: the capture stops, buffered events are drained, flows end and the run returns its stats normally (so
 /// the agent still prints its summary). Safe to call from any thread, e.g. a Ctrl-C handler. Returns how many
 /// captures were asked to stop.
