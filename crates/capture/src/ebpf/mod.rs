@@ -577,22 +577,21 @@ fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), EbpfError> {
             name,
         })?
         .try_into()
-        .map_err(|source| EbpfError::Load {
-            program: name,
-            source,
-            verifier_log: String::new(),
-        })?;
-    prog.load().map_err(|source| {
-        let verifier_log = match &source {
-            ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
-            _ => String::new(),
-        };
-        EbpfError::Load {
-            program: name,
-            source,
-            verifier_log,
-        }
-    })
+        .map_err(|source| load_error(name, source))?;
+    prog.load().map_err(|source| load_error(name, source))
+}
+
+/// The error for program `program` failing to load, with the verifier's log when the kernel rejected it.
+pub(crate) fn load_error(program: &'static str, source: ProgramError) -> EbpfError {
+    let verifier_log = match &source {
+        ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
+        _ => String::new(),
+    };
+    EbpfError::Load {
+        program,
+        source,
+        verifier_log,
+    }
 }
 
 /// `struct fathom_config` (the kernel's `fathom_config` map) as its bytes: `self_pid`, `capture_len`, `filters`,

@@ -383,22 +383,9 @@ fn load(ebpf: &mut Ebpf, name: &'static str) -> Result<(), super::EbpfError> {
             name,
         })?
         .try_into()
-        .map_err(|source| EbpfError::Load {
-            program: name,
-            source,
-            verifier_log: String::new(),
-        })?;
-    prog.load().map_err(|source| {
-        let verifier_log = match &source {
-            ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string(),
-            _ => String::new(),
-        };
-        EbpfError::Load {
-            program: name,
-            source,
-            verifier_log,
-        }
-    })
+        .map_err(|source| super::load_error(name, source))?;
+    prog.load()
+        .map_err(|source| super::load_error(name, source))
 }
 
 /// What the hooks need from an ELF file.
