@@ -1,5 +1,5 @@
 //! With the `ebpf` feature: generate `vmlinux.h` from the running kernel's BTF (bpftool) and compile
-//! `bpf/sock_trace.bpf.c` (and `bpf/test_bad.bpf.c`, for a test) with clang into `$OUT_DIR/*.bpf.o`. Without the feature: nothing.
+//! `bpf/sock_trace.bpf.c` (and `bpf/test_bad.bpf.c`, for a test, and `bpf/noop.bpf.c`, for the overhead benchmark) with clang into `$OUT_DIR/*.bpf.o`. Without the feature: nothing.
 //!
 //! Tools: `FATHOM_BPFTOOL` (default `bpftool`, also looked up in /usr/sbin and /sbin), `FATHOM_CLANG` (default
 //! `clang`), `FATHOM_BTF` (default `/sys/kernel/btf/vmlinux`).
@@ -48,8 +48,9 @@ fn main() {
     };
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let bpf_dir = manifest.join("bpf");
-    // The programs, and a program the verifier rejects (for the test of that error path).
-    for name in ["sock_trace", "test_bad"] {
+    // The programs, a program the verifier rejects (for the test of that error path), and empty programs on the
+    // same tracepoints (the hooking floor of the overhead benchmark).
+    for name in ["sock_trace", "test_bad", "noop"] {
         let src = bpf_dir.join(format!("{name}.bpf.c"));
         let obj = out.join(format!("{name}.bpf.o"));
         let status = Command::new(&clang)

@@ -109,6 +109,7 @@ struct fathom_config {
 #define FATHOM_STAT_RING_DROPS 0 /* events lost: the ring buffer was full */
 #define FATHOM_STAT_NO_PEER 1    /* datagrams of an unconnected UDP socket whose peer could not be read */
 #define FATHOM_STAT_MMSG_SKIPPED 2 /* messages of sendmmsg/recvmmsg after the fourth (not captured) */
+#define FATHOM_STAT_NO_THREAD_STATE 3 /* calls not traced: the thread's state (task storage) could not be had */
 #define FATHOM_STAT_COUNT 4
 
 #endif

@@ -4,10 +4,18 @@
  *            (the first MAX_MMSG messages)
  *   roles:   connect (client), accept/accept4 (server)
  *   end:     close
- * The entry programs check the in-kernel filter (config map), resolve fd -> struct socket -> sock with CO-RE reads,
- * keep inet TCP/UDP sockets and remember the arguments (and the TCP sequence number) per thread; the exit programs
+ * The entry programs check the in-kernel filter (config map), resolve fd -> struct socket -> sock, keep inet TCP/UDP
+ * sockets and remember the arguments (and the TCP sequence number) in the thread's task storage; the exit programs
  * emit one fathom_sock_event with the first bytes. Per socket, a state (LRU) gives the socket id, the event
- * sequence number and the role; per thread, a state (LRU) gives the syscall trace id (see docs/ebpf.md). */
+ * sequence number and the role; the thread's task storage also holds its syscall trace id (see docs/ebpf.md).
+ *
+ * Cost: these programs run inside the traced processes' syscalls, so every nanosecond is taken from them.
+ * What an fd's socket is (its struct file, inode number, struct sock, addresses) is cached per (tgid, fd) in
+ * fd_cache: a data syscall on a known socket costs one read of the fd table slot plus two reads to check the
+ * cached file is still the one behind the fd (its inode number; inode numbers of new sockets keep increasing),
+ * instead of a dozen reads down file -> socket -> sock. The task is reached through bpf_get_current_task_btf()
+ * (direct loads, no helper call); per-thread state lives in task storage (no hash, freed with the thread);
+ * ids come from per-CPU counters (no shared cache line). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -25,28 +33,63 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
 
+
 /* Vectored calls: iovec entries copied at most (the rest of the bytes is counted, not captured). */
 #define MAX_IOV 8
 
+/* What the socket behind an fd is: cached per (tgid, fd) in fd_cache, copied into a call's arguments. */
+struct sock_info {
+	__u64 file; /* the struct file * the fd pointed to */
+	__u64 ino;  /* its sockfs inode number (a freed struct file may come back at the same address) */
+	__u64 sk;   /* struct sock * */
+	__u8 family;
+	__u8 l4;
+	__u16 lport; /* host order */
+	__u16 rport; /* host order, 0: not connected */
+	__u16 pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+struct fd_key {
+	__u32 tgid;
+	__u32 fd;
+};
+
+/* A call in progress on a thread. */
 struct args {
 	__u64 buf;    /* the buffer, or the iovec array when iovcnt != 0 */
 	__u64 iovcnt; /* 0 for plain-buffer calls */
 	__u64 ts;
-	__u64 sk;   /* struct sock * of the fd (0 for accept: the new socket is known at exit) */
 	__u64 addr; /* user sockaddr * of sendto/recvfrom/sendmsg/recvmsg (the datagram's peer), 0 if none */
+	__u64 mlen; /* sendmmsg/recvmmsg: the user address of the mmsghdr vector */
 	__u32 fd;
 	__u32 syscall;
 	__u32 tcp_seq;
 	__u32 flags; /* FATHOM_FLAG_TCP_SEQ */
-	__u64 mlen;  /* sendmmsg/recvmmsg: the user address of the mmsghdr vector */
-	__u64 ino;   /* the socket's inode number */
+	struct sock_info si;
 };
 
-/* A socket: its struct sock and its sockfs inode number (the pointer alone may be reused after a close the programs
- * never saw, e.g. at process exit; the inode numbers of new sockets keep increasing). */
-struct sock_key {
-	__u64 sk;
-	__u64 ino;
+/* One SSL call in progress on a thread (the outermost one when they nest); see ssl_trace.h. */
+struct ssl_call {
+	__u64 ssl;    /* the SSL * */
+	__u64 buf;    /* the plaintext buffer */
+	__u64 ex_len; /* the size_t * (readbytes/written) of the _ex variants and of OpenSSL's internal
+		       * ssl_read_internal/ssl_write_internal; 0 for SSL_read/SSL_write */
+	__u64 ts;
+	__u64 sp; /* stack pointer at entry: tells the call's own return from nested ones, and stale entries */
+	__u32 fd; /* first fd a syscall used during the call, SSL_FD_UNKNOWN before */
+	__u32 op; /* SSL_OP_* */
+};
+
+/* Per thread (task storage: created at the thread's first traced call, freed with the thread). */
+struct thread_ctx {
+	struct args a;
+	__u32 in_call; /* a describes a syscall in progress */
+	__u32 in_ssl;  /* ssl describes an SSL call in progress */
+	__u64 trace_id;     /* of the thread's last ingress, 0 when none */
+	__u64 trace_socket; /* the socket of that ingress */
+	struct ssl_call ssl;
 };
 
 /* The event plus slack, so that the verifier can prove iovec copies in bounds: either offset <= MAX - TAIL and
@@ -65,9 +108,11 @@ struct sock_state {
 	__u8 pad[3];
 };
 
-struct thread_state {
-	__u64 trace_id;
-	__u64 socket_id; /* the socket of the ingress that started trace_id */
+/* A socket: its struct sock and its sockfs inode number (the pointer alone may be reused after a close the programs
+ * never saw, e.g. at process exit; the inode numbers of new sockets keep increasing). */
+struct sock_key {
+	__u64 sk;
+	__u64 ino;
 };
 
 struct {
@@ -98,15 +143,24 @@ struct {
 	__type(value, __u8);
 } filter_cgroups SEC(".maps");
 
-/* Arguments of the calls in progress, per thread (LRU: a thread killed inside a call leaves no leak). */
+/* Per thread: the call in progress, the SSL call in progress, the trace id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_ctx);
+} tasks SEC(".maps");
+
+/* Per (tgid, fd): the socket behind it, checked against the fd table at each use; removed on close, LRU for fds
+ * whose close is never seen (process exit, dup2 over them). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct args);
-} active SEC(".maps");
+	__uint(max_entries, 65536);
+	__type(key, struct fd_key);
+	__type(value, struct sock_info);
+} fd_cache SEC(".maps");
 
-/* Per socket (key: struct sock *), removed on close; LRU for sockets whose close is never seen (process exit). */
+/* Per socket, removed on close; LRU for sockets whose close is never seen (process exit). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -114,17 +168,9 @@ struct {
 	__type(value, struct sock_state);
 } socks SEC(".maps");
 
-/* Per thread (key: pid_tgid): the trace id of its last ingress. */
+/* Id generators, per CPU (an id is (count << 12) | cpu): index 0 socket ids, 1 trace ids. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct thread_state);
-} threads SEC(".maps");
-
-/* Id generators: index 0 socket ids, 1 trace ids. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -157,12 +203,14 @@ static __always_inline void count(__u32 stat)
 		*v += 1;
 }
 
+/* A new id, never 0, unique across CPUs. */
 static __always_inline __u64 next_id(__u32 which)
 {
 	__u64 *v = bpf_map_lookup_elem(&ids, &which);
 	if (!v)
 		return 0;
-	return __sync_fetch_and_add(v, 1) + 1;
+	__u64 n = __sync_fetch_and_add(v, 1) + 1; /* atomic: another program may preempt this one on the CPU */
+	return (n << 12) | (bpf_get_smp_processor_id() & 0xfff);
 }
 
 static __always_inline struct fathom_config *get_config(void)
@@ -174,9 +222,8 @@ static __always_inline struct fathom_config *get_config(void)
 /* The process's name: the comm of the thread group leader (a worker thread may have renamed itself). */
 static __always_inline void process_comm(char *comm)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-	if (!leader || bpf_core_read_str(comm, FATHOM_COMM_LEN, &leader->comm) <= 0)
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (bpf_probe_read_kernel(comm, FATHOM_COMM_LEN, task->group_leader->comm))
 		bpf_get_current_comm(comm, FATHOM_COMM_LEN);
 }
 
@@ -216,62 +263,116 @@ static __always_inline int traced(__u64 pid_tgid)
 	return 1;
 }
 
-#include "ssl_trace.h" /* OpenSSL uprobes; on_enter/on_exit call ssl_syscall_enter/ssl_syscall_is_ciphertext */
-
-/* fd -> struct sock of an AF_INET/AF_INET6 TCP or UDP socket, NULL otherwise. */
-static __always_inline struct sock *inet_sock_of_fd(__u32 fd, __u64 *ino)
+/* The current thread's state, NULL when it has none. */
+static __always_inline struct thread_ctx *thread_ctx(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt)
-		return NULL;
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	if (fd >= max_fds)
-		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return NULL;
-	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
-	*ino = BPF_CORE_READ(file, f_inode, i_ino);
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	if (!sock)
-		return NULL;
-	short type = BPF_CORE_READ(sock, type);
-	if (type != SOCK_STREAM && type != SOCK_DGRAM)
-		return NULL;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return NULL;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return NULL;
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-		return NULL;
-	return sk;
+	return bpf_task_storage_get(&tasks, bpf_get_current_task_btf(), 0, 0);
 }
 
-static __always_inline void fill_addrs(struct fathom_sock_event *e, struct sock *sk)
+/* The current thread's state, created when missing; NULL (counted) when the kernel cannot give it (no memory, or
+ * task storage busy on this CPU). */
+static __always_inline struct thread_ctx *thread_ctx_create(void)
 {
-	e->family = (__u8)BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->l4 = (__u8)BPF_CORE_READ(sk, sk_protocol);
-	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
-	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
-	if (e->family == AF_INET) {
+	struct thread_ctx *t =
+		bpf_task_storage_get(&tasks, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		count(FATHOM_STAT_NO_THREAD_STATE);
+	return t;
+}
+
+/* The struct file * behind fd in the current task's fd table, 0 when none. */
+static __always_inline __u64 file_of_fd(__u32 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
+		return 0;
+	__u64 slot = (__u64)fdt->fd + (__u64)fd * sizeof(void *);
+	__u64 file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), (const void *)slot))
+		return 0;
+	return file;
+}
+
+/* Addresses of sk into si (family and l4 set). */
+static __always_inline void read_addrs(struct sock_info *si, struct sock *sk)
+{
+	si->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	si->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__builtin_memset(si->laddr, 0, sizeof(si->laddr));
+	__builtin_memset(si->raddr, 0, sizeof(si->raddr));
+	if (si->family == AF_INET) {
 		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(e->laddr, &l, 4);
-		__builtin_memcpy(e->raddr, &r, 4);
+		__builtin_memcpy(si->laddr, &l, 4);
+		__builtin_memcpy(si->raddr, &r, 4);
 	} else {
-		BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&si->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&si->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
 }
+
+/* si for the struct file `file` when it is an AF_INET/AF_INET6 TCP or UDP socket; -1 otherwise. */
+static __always_inline int resolve_file(__u64 file, struct sock_info *si)
+{
+	struct file *f = (struct file *)file;
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	if (!inode)
+		return -1;
+	umode_t mode = BPF_CORE_READ(inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return -1;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return -1;
+	short type = BPF_CORE_READ(sock, type);
+	if (type != SOCK_STREAM && type != SOCK_DGRAM)
+		return -1;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return -1;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return -1;
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return -1;
+	si->file = file;
+	si->ino = BPF_CORE_READ(inode, i_ino);
+	si->sk = (__u64)sk;
+	si->family = (__u8)family;
+	si->l4 = (__u8)proto;
+	si->pad = 0;
+	read_addrs(si, sk);
+	return 0;
+}
+
+/* The inet TCP/UDP socket behind fd of the current process, NULL when it is something else. From fd_cache when
+ * the fd still holds the cached file; resolved anew (and cached) otherwise, or always when `fresh` (connect and
+ * accept change or create the addresses). */
+static __always_inline struct sock_info *sock_of_fd(__u64 pid_tgid, __u32 fd, int fresh)
+{
+	__u64 file = file_of_fd(fd);
+	if (!file)
+		return NULL;
+	struct fd_key k = {.tgid = (__u32)(pid_tgid >> 32), .fd = fd};
+	struct sock_info *ci = bpf_map_lookup_elem(&fd_cache, &k);
+	if (ci && !fresh && ci->file == file) {
+		struct inode *inode = BPF_CORE_READ((struct file *)file, f_inode);
+		if (inode && BPF_CORE_READ(inode, i_ino) == ci->ino)
+			return ci;
+	}
+	struct sock_info si = {};
+	if (resolve_file(file, &si)) {
+		if (ci)
+			bpf_map_delete_elem(&fd_cache, &k);
+		return NULL;
+	}
+	bpf_map_update_elem(&fd_cache, &k, &si, BPF_ANY);
+	return bpf_map_lookup_elem(&fd_cache, &k);
+}
+
+#include "ssl_trace.h" /* OpenSSL uprobes; on_enter/on_exit call ssl_syscall_enter/ssl_syscall_is_ciphertext */
 
 /* The peer of an unconnected UDP datagram, from the user sockaddr of sendto/recvfrom/sendmsg/recvmsg. A v4 peer
  * of a v6 socket is written v4-mapped. Returns 0 when it could be read. */
@@ -323,22 +424,22 @@ static __always_inline struct sock_state *sock_state_of(__u64 sk, __u64 ino, __u
 /* The syscall trace id of a data event (DeepFlow's thread causality): an ingress starts a new id unless it
  * continues the thread's last ingress on the same socket; an egress on another socket than that ingress's
  * shares its id; an egress on the same socket (the reply) or without a prior ingress has none. */
-static __always_inline __u64 trace_id_of(__u64 pid_tgid, __u64 socket_id, int ingress)
+static __always_inline __u64 trace_id_of(struct thread_ctx *t, __u64 socket_id, int ingress)
 {
-	struct thread_state *t = bpf_map_lookup_elem(&threads, &pid_tgid);
 	if (ingress) {
-		if (t && t->socket_id == socket_id)
+		if (t->trace_id && t->trace_socket == socket_id)
 			return t->trace_id;
-		struct thread_state n = {.trace_id = next_id(1), .socket_id = socket_id};
-		bpf_map_update_elem(&threads, &pid_tgid, &n, BPF_ANY);
-		return n.trace_id;
+		t->trace_id = next_id(1);
+		t->trace_socket = socket_id;
+		return t->trace_id;
 	}
-	if (t && t->socket_id != socket_id)
+	if (t->trace_id && t->trace_socket != socket_id)
 		return t->trace_id;
 	return 0;
 }
 
-static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, struct sock *sk)
+/* The scratch event with its header filled for fd's socket si (addresses, process); data fields zeroed. */
+static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, const struct sock_info *si)
 {
 	__u32 zero = 0;
 	struct scratch_buf *s = bpf_map_lookup_elem(&scratch, &zero);
@@ -356,7 +457,12 @@ static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, s
 	e->captured = 0;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	process_comm(e->comm);
-	fill_addrs(e, sk);
+	e->family = si->family;
+	e->l4 = si->l4;
+	e->lport = si->lport;
+	e->rport = si->rport;
+	__builtin_memcpy(e->laddr, si->laddr, sizeof(e->laddr));
+	__builtin_memcpy(e->raddr, si->raddr, sizeof(e->raddr));
 	return e;
 }
 
@@ -419,59 +525,70 @@ static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u64 add
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id))
 		return 0;
-	__u64 ino = 0;
-	struct sock *sk = inet_sock_of_fd((__u32)fd, &ino);
-	if (!sk)
+	struct sock_info *si = sock_of_fd(id, (__u32)fd, 0);
+	if (!si)
 		return 0;
-	struct args a = {.ino = ino,
-			 .buf = buf,
-			 .iovcnt = iovcnt,
-			 .ts = bpf_ktime_get_ns(),
-			 .sk = (__u64)sk,
-			 .addr = addr,
-			 .fd = (__u32)fd,
-			 .syscall = syscall};
-	if (BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP) {
-		struct tcp_sock *tp = (struct tcp_sock *)sk;
-		a.tcp_seq = ingress ? BPF_CORE_READ(tp, copied_seq) : BPF_CORE_READ(tp, write_seq);
-		a.flags = FATHOM_FLAG_TCP_SEQ;
+	struct thread_ctx *t = thread_ctx_create();
+	if (!t)
+		return 0;
+	struct args *a = &t->a;
+	a->buf = buf;
+	a->iovcnt = iovcnt;
+	a->ts = bpf_ktime_get_ns();
+	a->addr = addr;
+	a->mlen = 0;
+	a->fd = (__u32)fd;
+	a->syscall = syscall;
+	a->tcp_seq = 0;
+	a->flags = 0;
+	a->si = *si;
+	if (si->l4 == IPPROTO_TCP) {
+		struct tcp_sock *tp = (struct tcp_sock *)si->sk;
+		a->tcp_seq = ingress ? BPF_CORE_READ(tp, copied_seq) : BPF_CORE_READ(tp, write_seq);
+		a->flags = FATHOM_FLAG_TCP_SEQ;
 	}
-	bpf_map_update_elem(&active, &id, &a, BPF_ANY);
-	ssl_syscall_enter(id, (__u32)fd);
+	t->in_call = 1;
+	ssl_syscall_enter(t, (__u32)fd);
 	return 0;
 }
 
-/* One data event of `ret` bytes for the call described by `saved`. */
-static __always_inline int emit_data(__u64 id, struct args saved, long ret, __u8 kind)
+/* One data event of `ret` bytes for the call `a` of thread t. */
+static __always_inline int emit_data(__u64 id, struct thread_ctx *t, struct args *a, long ret, __u8 kind)
 {
-	if (ssl_syscall_is_ciphertext(id, saved.fd))
+	if (ssl_syscall_is_ciphertext(t, a->fd))
 		return 0;
-	struct sock *sk = (struct sock *)saved.sk;
-	struct fathom_sock_event *e = new_event(id, saved.fd, sk);
+	if (a->si.lport == 0) {
+		/* An unbound UDP socket got its port from this call. */
+		struct sock_info *now = sock_of_fd(id, a->fd, 1);
+		if (!now)
+			return 0;
+		a->si = *now;
+	}
+	struct fathom_sock_event *e = new_event(id, a->fd, &a->si);
 	if (!e)
 		return 0;
 	int ingress = kind == FATHOM_KIND_INGRESS;
 	if (e->rport == 0) {
 		/* Not connected: an unconnected UDP socket names the peer in the call. */
-		if (e->l4 != IPPROTO_UDP || peer_from_sockaddr(e, saved.addr)) {
+		if (e->l4 != IPPROTO_UDP || peer_from_sockaddr(e, a->addr)) {
 			count(FATHOM_STAT_NO_PEER);
 			return 0;
 		}
 	}
 	/* UDP has no connect/accept for a server: who sends first is the client. */
-	struct sock_state *st = sock_state_of(saved.sk, saved.ino,
+	struct sock_state *st = sock_state_of(a->si.sk, a->si.ino,
 					      e->l4 == IPPROTO_UDP ? (ingress ? FATHOM_ROLE_SERVER : FATHOM_ROLE_CLIENT)
 								   : FATHOM_ROLE_UNKNOWN,
 					      0);
 	if (!st)
 		return 0;
-	e->ts_enter_ns = saved.ts;
+	e->ts_enter_ns = a->ts;
 	e->ts_exit_ns = bpf_ktime_get_ns();
 	e->kind = kind;
-	e->syscall = (__u8)saved.syscall;
-	e->tcp_seq = saved.tcp_seq;
-	e->flags = (__u8)saved.flags;
-	e->trace_id = trace_id_of(id, st->socket_id, ingress);
+	e->syscall = (__u8)a->syscall;
+	e->tcp_seq = a->tcp_seq;
+	e->flags = (__u8)a->flags;
+	e->trace_id = trace_id_of(t, st->socket_id, ingress);
 	e->len = (__u32)ret;
 	__u64 n = (__u64)ret;
 	struct fathom_config *c = get_config();
@@ -482,9 +599,9 @@ static __always_inline int emit_data(__u64 id, struct args saved, long ret, __u8
 	asm volatile("" : "+r"(n));
 	if (n > FATHOM_MAX_DATA)
 		n = FATHOM_MAX_DATA;
-	if (saved.iovcnt)
-		n = copy_iov(e, saved.buf, saved.iovcnt, n);
-	else if (bpf_probe_read_user(e->data, n, (const void *)saved.buf))
+	if (a->iovcnt)
+		n = copy_iov(e, a->buf, a->iovcnt, n);
+	else if (bpf_probe_read_user(e->data, n, (const void *)a->buf))
 		n = 0;
 	e->captured = (__u32)n;
 	submit(e, st, n);
@@ -493,15 +610,13 @@ static __always_inline int emit_data(__u64 id, struct args saved, long ret, __u8
 
 static __always_inline int on_exit(long ret, __u8 kind)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct args *a = bpf_map_lookup_elem(&active, &id);
-	if (!a)
+	struct thread_ctx *t = thread_ctx();
+	if (!t || !t->in_call)
 		return 0;
-	struct args saved = *a;
-	bpf_map_delete_elem(&active, &id);
+	t->in_call = 0;
 	if (ret <= 0)
 		return 0;
-	return emit_data(id, saved, ret, kind);
+	return emit_data(bpf_get_current_pid_tgid(), t, &t->a, ret, kind);
 }
 
 SEC("tracepoint/syscalls/sys_enter_write")
@@ -620,44 +735,43 @@ static __always_inline int on_enter_mmsg(__u64 fd, __u64 vec, __u64 vlen, __u32 
 	if (!vlen)
 		return 0;
 	int r = on_enter_msg(fd, vec, syscall, ingress);
-	__u64 id = bpf_get_current_pid_tgid();
-	struct args *a = bpf_map_lookup_elem(&active, &id);
-	if (a && a->syscall == syscall)
-		a->mlen = vec;
+	struct thread_ctx *t = thread_ctx();
+	if (t && t->in_call && t->a.syscall == syscall)
+		t->a.mlen = vec;
 	return r;
 }
 
 static __always_inline int on_exit_mmsg(long ret, __u8 kind)
 {
+	struct thread_ctx *t = thread_ctx();
+	if (!t || !t->in_call)
+		return 0;
+	t->in_call = 0;
+	if (ret <= 0 || !t->a.mlen)
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct args *a = bpf_map_lookup_elem(&active, &id);
-	if (!a)
-		return 0;
-	struct args saved = *a;
-	bpf_map_delete_elem(&active, &id);
-	if (ret <= 0 || !saved.mlen)
-		return 0;
 	if (ret > MAX_MMSG) {
 		__u32 stat = FATHOM_STAT_MMSG_SKIPPED;
 		__u64 *v = bpf_map_lookup_elem(&stats, &stat);
 		if (v)
 			*v += (__u64)(ret - MAX_MMSG);
 	}
-	__u32 seq = saved.tcp_seq;
+	struct args one = t->a;
+	__u64 vec = one.mlen;
+	__u32 seq = one.tcp_seq;
 	for (int i = 0; i < MAX_MMSG; i++) {
 		if (i >= ret)
 			break;
 		struct mmsghdr m;
-		if (bpf_probe_read_user(&m, sizeof(m), (const void *)(saved.mlen + i * sizeof(m))))
+		if (bpf_probe_read_user(&m, sizeof(m), (const void *)(vec + i * sizeof(m))))
 			break;
-		struct args one = saved;
 		one.buf = (__u64)m.msg_hdr.msg_iov;
 		one.iovcnt = m.msg_hdr.msg_iovlen;
 		one.addr = (__u64)m.msg_hdr.msg_name;
 		one.tcp_seq = seq;
 		seq += m.msg_len;
 		if (m.msg_len && one.iovcnt)
-			emit_data(id, one, m.msg_len, kind);
+			emit_data(id, t, &one, m.msg_len, kind);
 	}
 	return 0;
 }
@@ -686,11 +800,11 @@ int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
 	return on_exit_mmsg(ctx->ret, FATHOM_KIND_INGRESS);
 }
 
-/* An event without data for `sk` (connect, accept, close). */
-static __always_inline void emit_control(__u64 id, __u32 fd, struct sock *sk, struct sock_state *st, __u8 kind,
-					 __u8 syscall, __u64 ts_enter)
+/* An event without data for the socket si (connect, accept, close). */
+static __always_inline void emit_control(__u64 id, __u32 fd, const struct sock_info *si, struct sock_state *st,
+					 __u8 kind, __u8 syscall, __u64 ts_enter)
 {
-	struct fathom_sock_event *e = new_event(id, fd, sk);
+	struct fathom_sock_event *e = new_event(id, fd, si);
 	if (!e)
 		return;
 	e->ts_enter_ns = ts_enter;
@@ -709,19 +823,24 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct args *a = bpf_map_lookup_elem(&active, &id);
-	if (!a)
+	struct thread_ctx *t = thread_ctx();
+	if (!t || !t->in_call)
 		return 0;
-	struct args saved = *a;
-	bpf_map_delete_elem(&active, &id);
+	t->in_call = 0;
 	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
-	struct sock_state *st = sock_state_of(saved.sk, saved.ino, FATHOM_ROLE_CLIENT, 1);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 fd = t->a.fd;
+	__u64 ts = t->a.ts;
+	/* The addresses are known now: cache them anew. */
+	struct sock_info *si = sock_of_fd(id, fd, 1);
+	if (!si)
+		return 0;
+	struct sock_state *st = sock_state_of(si->sk, si->ino, FATHOM_ROLE_CLIENT, 1);
 	if (!st)
 		return 0;
 	st->role = FATHOM_ROLE_CLIENT;
-	emit_control(id, saved.fd, (struct sock *)saved.sk, st, FATHOM_KIND_CONNECT, FATHOM_SYS_CONNECT, saved.ts);
+	emit_control(id, fd, si, st, FATHOM_KIND_CONNECT, FATHOM_SYS_CONNECT, ts);
 	return 0;
 }
 
@@ -730,30 +849,34 @@ static __always_inline int on_enter_accept(__u32 syscall)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id))
 		return 0;
-	struct args a = {.ts = bpf_ktime_get_ns(), .syscall = syscall};
-	bpf_map_update_elem(&active, &id, &a, BPF_ANY);
+	struct thread_ctx *t = thread_ctx_create();
+	if (!t)
+		return 0;
+	t->a.ts = bpf_ktime_get_ns();
+	t->a.syscall = syscall;
+	t->in_call = 1;
 	return 0;
 }
 
 static __always_inline int on_exit_accept(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct args *a = bpf_map_lookup_elem(&active, &id);
-	if (!a)
+	struct thread_ctx *t = thread_ctx();
+	if (!t || !t->in_call)
 		return 0;
-	struct args saved = *a;
-	bpf_map_delete_elem(&active, &id);
+	t->in_call = 0;
 	if (ret < 0)
 		return 0;
-	__u64 ino = 0;
-	struct sock *sk = inet_sock_of_fd((__u32)ret, &ino);
-	if (!sk)
+	__u64 id = bpf_get_current_pid_tgid();
+	__u8 syscall = (__u8)t->a.syscall;
+	__u64 ts = t->a.ts;
+	struct sock_info *si = sock_of_fd(id, (__u32)ret, 1);
+	if (!si)
 		return 0;
-	struct sock_state *st = sock_state_of((__u64)sk, ino, FATHOM_ROLE_SERVER, 1);
+	struct sock_state *st = sock_state_of(si->sk, si->ino, FATHOM_ROLE_SERVER, 1);
 	if (!st)
 		return 0;
 	st->role = FATHOM_ROLE_SERVER;
-	emit_control(id, (__u32)ret, sk, st, FATHOM_KIND_ACCEPT, (__u8)saved.syscall, saved.ts);
+	emit_control(id, (__u32)ret, si, st, FATHOM_KIND_ACCEPT, syscall, ts);
 	return 0;
 }
 
@@ -781,24 +904,25 @@ int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 	return on_exit_accept(ctx->ret);
 }
 
-/* close(): reported before the fd goes away, so user space can end the flow; the socket's state goes. */
+/* close(): reported before the fd goes away, so user space can end the flow; the socket's state goes. Only fds
+ * in fd_cache can be traced sockets: the close of any other fd costs one lookup. */
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id))
+	struct fd_key k = {.tgid = (__u32)(id >> 32), .fd = (__u32)ctx->args[0]};
+	struct sock_info *ci = bpf_map_lookup_elem(&fd_cache, &k);
+	if (!ci)
 		return 0;
-	__u32 fd = (__u32)ctx->args[0];
-	struct sock_key key = {};
-	struct sock *sk = inet_sock_of_fd(fd, &key.ino);
-	if (!sk)
+	struct sock_info si = *ci;
+	bpf_map_delete_elem(&fd_cache, &k);
+	if (!traced(id) || file_of_fd(k.fd) != si.file)
 		return 0;
-	key.sk = (__u64)sk;
+	struct sock_key key = {.sk = si.sk, .ino = si.ino};
 	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
 	if (!st)
 		return 0; /* never traced */
-	__u64 now = bpf_ktime_get_ns();
-	emit_control(id, fd, sk, st, FATHOM_KIND_CLOSE, FATHOM_SYS_CLOSE, now);
+	emit_control(id, k.fd, &si, st, FATHOM_KIND_CLOSE, FATHOM_SYS_CLOSE, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&socks, &key);
 	return 0;
 }

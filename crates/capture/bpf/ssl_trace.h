@@ -2,7 +2,7 @@
  * only, SSL_do_handshake/SSL_shutdown/SSL_peek/SSL_peek_ex) of libssl, one uretprobe for all of them.
  * #included by sock_trace.bpf.c after its maps and traced(); uses its socket helpers (declared below).
  *
- * Method: at SSL_* entry the thread remembers (SSL*, buffer, stack pointer) in ssl_calls. The read/write
+ * Method: at SSL_* entry the thread remembers (SSL*, buffer, stack pointer) in its task storage (thread_ctx.ssl). The read/write
  * syscalls the thread makes before the call returns are OpenSSL moving ciphertext through the socket: the first
  * one names the SSL object's fd (ssl_syscall_enter) and all those on that fd are not reported
  * (ssl_syscall_is_ciphertext, counted). At the return the plaintext (the first capture_len bytes of the buffer,
@@ -13,10 +13,9 @@
 
 #include <bpf/bpf_tracing.h>
 
-static __always_inline struct sock *inet_sock_of_fd(__u32 fd, __u64 *ino);
-static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, struct sock *sk);
+static __always_inline struct fathom_sock_event *new_event(__u64 id, __u32 fd, const struct sock_info *si);
 static __always_inline struct sock_state *sock_state_of(__u64 sk, __u64 ino, __u8 role, int fresh);
-static __always_inline __u64 trace_id_of(__u64 pid_tgid, __u64 socket_id, int ingress);
+static __always_inline __u64 trace_id_of(struct thread_ctx *t, __u64 socket_id, int ingress);
 static __always_inline void submit(struct fathom_sock_event *e, struct sock_state *st, __u64 n);
 
 #define SSL_OP_READ 0
@@ -32,30 +31,11 @@ static __always_inline void submit(struct fathom_sock_event *e, struct sock_stat
 #define SSL_CNT_STALE 3      /* call entries whose return was never seen (replaced) */
 #define SSL_CNT_N 4
 
-/* One SSL call in progress on a thread (the outermost one when they nest). */
-struct ssl_call {
-	__u64 ssl;    /* the SSL * */
-	__u64 buf;    /* the plaintext buffer */
-	__u64 ex_len; /* the size_t * (readbytes/written) of the _ex variants and of OpenSSL's internal
-		       * ssl_read_internal/ssl_write_internal; 0 for SSL_read/SSL_write */
-	__u64 ts;
-	__u64 sp; /* stack pointer at entry: tells the call's own return from nested ones, and stale entries */
-	__u32 fd; /* first fd a syscall used during the call, SSL_FD_UNKNOWN before */
-	__u32 op; /* SSL_OP_* */
-};
-
 struct ssl_key {
 	__u64 ssl;
 	__u32 pid;
 	__u32 pad;
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct ssl_call);
-} ssl_calls SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -80,18 +60,16 @@ static __always_inline void ssl_count(__u32 idx)
 
 /* A read/write syscall on inet socket fd starts on thread id: inside an SSL call, the first such fd is the
  * SSL's socket. */
-static __always_inline void ssl_syscall_enter(__u64 id, __u32 fd)
+static __always_inline void ssl_syscall_enter(struct thread_ctx *t, __u32 fd)
 {
-	struct ssl_call *c = bpf_map_lookup_elem(&ssl_calls, &id);
-	if (c && c->fd == SSL_FD_UNKNOWN)
-		c->fd = fd;
+	if (t->in_ssl && t->ssl.fd == SSL_FD_UNKNOWN)
+		t->ssl.fd = fd;
 }
 
 /* A syscall on fd that moved bytes returns: 1 when it is the ciphertext of an SSL call (not to be reported). */
-static __always_inline int ssl_syscall_is_ciphertext(__u64 id, __u32 fd)
+static __always_inline int ssl_syscall_is_ciphertext(struct thread_ctx *t, __u32 fd)
 {
-	struct ssl_call *c = bpf_map_lookup_elem(&ssl_calls, &id);
-	if (!c || c->fd != fd)
+	if (!t->in_ssl || t->ssl.fd != fd)
 		return 0;
 	ssl_count(SSL_CNT_SUPPRESSED);
 	return 1;
@@ -103,22 +81,22 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u32 op, int ex)
 	if (!traced(id))
 		return 0;
 	__u64 sp = PT_REGS_SP(ctx);
-	struct ssl_call *old = bpf_map_lookup_elem(&ssl_calls, &id);
-	if (old) {
-		if (old->sp > sp)
+	struct thread_ctx *t = thread_ctx_create();
+	if (!t)
+		return 0;
+	if (t->in_ssl) {
+		if (t->ssl.sp > sp)
 			return 0; /* nested inside an outer SSL call of this thread: the outer one reports */
 		ssl_count(SSL_CNT_STALE);
 	}
-	struct ssl_call c = {
-		.ssl = PT_REGS_PARM1(ctx),
-		.buf = PT_REGS_PARM2(ctx),
-		.ex_len = ex ? PT_REGS_PARM4(ctx) : 0,
-		.ts = bpf_ktime_get_ns(),
-		.sp = sp,
-		.fd = SSL_FD_UNKNOWN,
-		.op = op,
-	};
-	bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY);
+	t->ssl.ssl = PT_REGS_PARM1(ctx);
+	t->ssl.buf = PT_REGS_PARM2(ctx);
+	t->ssl.ex_len = ex ? PT_REGS_PARM4(ctx) : 0;
+	t->ssl.ts = bpf_ktime_get_ns();
+	t->ssl.sp = sp;
+	t->ssl.fd = SSL_FD_UNKNOWN;
+	t->ssl.op = op;
+	t->in_ssl = 1;
 	return 0;
 }
 
@@ -156,18 +134,18 @@ int ssl_other_enter(struct pt_regs *ctx)
 SEC("uretprobe")
 int ssl_ret(struct pt_regs *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call *p = bpf_map_lookup_elem(&ssl_calls, &id);
-	if (!p)
+	struct thread_ctx *t = thread_ctx();
+	if (!t || !t->in_ssl)
 		return 0;
 	__u64 sp = PT_REGS_SP(ctx);
 #if defined(__TARGET_ARCH_x86)
 	sp -= 8; /* `ret` popped the return address the entry saw at the top of the stack */
 #endif
-	if (p->sp != sp)
+	if (t->ssl.sp != sp)
 		return 0; /* a nested SSL call returns */
-	struct ssl_call c = *p;
-	bpf_map_delete_elem(&ssl_calls, &id);
+	struct ssl_call c = t->ssl;
+	t->in_ssl = 0;
+	__u64 id = bpf_get_current_pid_tgid();
 
 	struct ssl_key k = {.ssl = c.ssl, .pid = (__u32)(id >> 32), .pad = 0};
 	__u32 fd = c.fd;
@@ -201,18 +179,18 @@ int ssl_ret(struct pt_regs *ctx)
 		ssl_count(SSL_CNT_NO_FD);
 		return 0;
 	}
-	__u64 ino = 0;
-	struct sock *sk = inet_sock_of_fd(fd, &ino);
-	if (!sk) {
+	struct sock_info *si = sock_of_fd(id, fd, 0);
+	if (!si) {
 		ssl_count(SSL_CNT_NO_FD);
 		return 0;
 	}
-	struct fathom_sock_event *e = new_event(id, fd, sk);
+	if (si->rport == 0 || si->l4 != IPPROTO_TCP)
+		return 0;
+	struct sock_info info = *si;
+	struct fathom_sock_event *e = new_event(id, fd, &info);
 	if (!e)
 		return 0;
-	if (e->rport == 0 || e->l4 != IPPROTO_TCP)
-		return 0;
-	struct sock_state *st = sock_state_of((__u64)sk, ino, FATHOM_ROLE_UNKNOWN, 0);
+	struct sock_state *st = sock_state_of(info.sk, info.ino, FATHOM_ROLE_UNKNOWN, 0);
 	if (!st)
 		return 0;
 	int ingress = c.op == SSL_OP_READ;
@@ -221,7 +199,7 @@ int ssl_ret(struct pt_regs *ctx)
 	e->kind = ingress ? FATHOM_KIND_INGRESS : FATHOM_KIND_EGRESS;
 	e->syscall = ingress ? FATHOM_SYS_SSL_READ : FATHOM_SYS_SSL_WRITE;
 	e->flags = FATHOM_FLAG_TLS; /* no tcp_seq: the bytes on the wire are ciphertext */
-	e->trace_id = trace_id_of(id, st->socket_id, ingress);
+	e->trace_id = trace_id_of(t, st->socket_id, ingress);
 	e->len = len > 0xffffffffull ? 0xffffffffu : (__u32)len;
 	__u64 n = len;
 	struct fathom_config *cfg = get_config();

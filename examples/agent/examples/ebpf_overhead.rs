@@ -10,8 +10,11 @@
 //! ```text
 //! cargo build --release -p fathom-agent --no-default-features --features ebpf --bin fathom-agent --example ebpf_overhead
 //! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http] [--no-ssl]
-//!     [--all-processes]
+//!     [--all-processes] [--floor]
 //! ```
+//! `--floor` replaces the agent by empty eBPF programs on the same syscall tracepoints
+//! (`fathom_capture::ebpf::NoopProbes`): the cost of hooking the syscalls at all, which no tracer built on them
+//! can go below.
 //! The agent traces only the benchmark's nginx (`--pid`, filtered in the kernel: one log per request) unless
 //! `--all-processes`; the OpenSSL uprobes still trap in wrk (and every process that calls libssl), where the
 //! programs return at the filter. `--no-ssl` passes `--no-ssl` to the
@@ -37,12 +40,14 @@ struct Opts {
     /// Trace the benchmark's nginx only (`--pid`, the kernel filter): other work on the machine (other tests'
     /// servers and clients on loopback) would otherwise add its events to the agent's load.
     trace_nginx_only: bool,
+    /// The "traced" runs attach empty programs instead of running the agent.
+    floor: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: ebpf_overhead [--pairs N] [--secs S] [--connections C] [--http] [--https] [--cpus NGINX,WRK] \
-         [--agent PATH] [--no-ssl] [--all-processes]"
+         [--agent PATH] [--no-ssl] [--all-processes] [--floor]"
     );
     std::process::exit(2)
 }
@@ -64,6 +69,7 @@ fn parse_opts() -> Opts {
         agent,
         agent_args: Vec::new(),
         trace_nginx_only: true,
+        floor: false,
     };
     let mut all = false;
     let mut args = std::env::args().skip(1);
@@ -78,6 +84,7 @@ fn parse_opts() -> Opts {
             "--agent" => o.agent = PathBuf::from(val()),
             "--no-ssl" => o.agent_args.push("--no-ssl".into()),
             "--all-processes" => all = true,
+            "--floor" => o.floor = true,
             "--cpus" => {
                 let v = val();
                 let (a, b) = v.split_once(',').unwrap_or_else(|| usage());
@@ -185,9 +192,20 @@ struct Run {
     requests: u64,
     /// nginx's CPU time (user + system, which includes the eBPF programs run in its context) during wrk.
     nginx_cpu_s: f64,
+    /// wrk's CPU time (its syscalls pass the tracepoints too).
+    wrk_cpu_s: f64,
     agent_cpu_s: f64,
     logs: Option<u64>,
     drops: u64,
+}
+
+/// User + system CPU seconds of this process's waited-for children so far (wrk runs as one).
+fn children_cpu_s() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |ru| {
+        let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        s(ru.user_time()) + s(ru.system_time())
+    })
 }
 
 fn wrk(url: &str, o: &Opts) -> (f64, u64) {
@@ -244,24 +262,44 @@ fn field(text: &str, key: &str) -> Option<u64> {
 }
 
 /// wrk's figures and nginx's CPU seconds during the run.
-fn wrk_measured(url: &str, o: &Opts, nginx: u32) -> (f64, u64, f64) {
+/// wrk's figures, nginx's CPU seconds during the run and wrk's own CPU seconds.
+fn wrk_measured(url: &str, o: &Opts, nginx: u32) -> (f64, u64, f64, f64) {
     let before = cpu_ticks(nginx);
+    let wrk_before = children_cpu_s();
     let (rps, requests) = wrk(url, o);
+    let wrk_cpu = children_cpu_s() - wrk_before;
     let after = cpu_ticks(nginx);
     (
         rps,
         requests,
         after.saturating_sub(before) as f64 / ticks_per_sec() as f64,
+        wrk_cpu,
     )
 }
 
 fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
     if !traced {
-        let (rps, requests, nginx_cpu_s) = wrk_measured(url, o, nginx);
+        let (rps, requests, nginx_cpu_s, wrk_cpu_s) = wrk_measured(url, o, nginx);
         return Run {
             rps,
             requests,
             nginx_cpu_s,
+            wrk_cpu_s,
+            agent_cpu_s: 0.0,
+            logs: None,
+            drops: 0,
+        };
+    }
+    if o.floor {
+        let probes = fathom_capture::ebpf::NoopProbes::attach()
+            .unwrap_or_else(|e| panic!("attaching the empty programs: {e}"));
+        let (rps, requests, nginx_cpu_s, wrk_cpu_s) = wrk_measured(url, o, nginx);
+        drop(probes);
+        return Run {
+            rps,
+            requests,
+            nginx_cpu_s,
+            wrk_cpu_s,
             agent_cpu_s: 0.0,
             logs: None,
             drops: 0,
@@ -279,7 +317,7 @@ fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
     let pid = agent.id();
     std::thread::sleep(Duration::from_secs(3)); // programs loaded and attached
     let before = cpu_ticks(pid);
-    let (rps, requests, nginx_cpu_s) = wrk_measured(url, o, nginx);
+    let (rps, requests, nginx_cpu_s, wrk_cpu_s) = wrk_measured(url, o, nginx);
     let after = cpu_ticks(pid);
     let out = agent.wait_with_output().expect("agent");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -297,6 +335,7 @@ fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
         rps,
         requests,
         nginx_cpu_s,
+        wrk_cpu_s,
         agent_cpu_s: (after - before) as f64 / ticks_per_sec() as f64,
         logs,
         drops,
@@ -325,13 +364,18 @@ fn main() {
     }
     println!(
         "ebpf_overhead: {} pairs of {} s wrk runs (1 thread, {} connections), nginx (one process) on CPU {}, wrk on \
-         CPU {}, agent unpinned{}; nproc {}; load average at start {}",
+         CPU {}, {}{}; nproc {}; load average at start {}",
         o.pairs,
         o.secs,
         o.connections,
         o.cpus.0,
         o.cpus.1,
-        if o.agent_args.is_empty() {
+        if o.floor {
+            "traced = empty programs on the same tracepoints (the floor)"
+        } else {
+            "agent unpinned"
+        },
+        if o.agent_args.is_empty() || o.floor {
             String::new()
         } else {
             format!(" with {}", o.agent_args.join(" "))
@@ -367,12 +411,18 @@ fn main() {
             for traced in order {
                 let r = run(&url, traced, &o, nginx.0.id());
                 let us = r.nginx_cpu_s * 1e6 / r.requests.max(1) as f64;
+                let wrk_us = r.wrk_cpu_s * 1e6 / r.requests.max(1) as f64;
                 println!(
-                    "  {mode} pair {pair} {:>8}: {:>9.0} req/s ({} requests), nginx CPU {us:.1} µs/request{}",
-                    if traced { "traced" } else { "untraced" },
+                    "  {mode} pair {pair} {:>8}: {:>9.0} req/s ({} requests), nginx CPU {us:.1} µs/request, wrk \
+                     CPU {wrk_us:.1} µs/request{}",
+                    match (traced, o.floor) {
+                        (false, _) => "untraced",
+                        (true, false) => "traced",
+                        (true, true) => "floor",
+                    },
                     r.rps,
                     r.requests,
-                    if traced {
+                    if traced && !o.floor {
                         format!(
                             ", agent CPU {:.2} s, logs {}, ring drops {}",
                             r.agent_cpu_s,

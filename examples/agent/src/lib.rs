@@ -313,10 +313,12 @@ pub fn run_ebpf(
     let stats = run_source(source, options, out)?;
     let drops = loss.ring_drops.load(Ordering::Relaxed);
     let lost = loss.lost_events.load(Ordering::Relaxed);
+    let untraced = loss.untraced_calls.load(Ordering::Relaxed);
     tracing::info!(
         events = loss.events.load(Ordering::Relaxed),
         ring_drops = drops,
         lost_events = lost,
+        untraced_calls = untraced,
         "eBPF capture done."
     );
     if drops > 0 || lost > 0 {
@@ -324,6 +326,12 @@ pub fn run_ebpf(
             ring_drops = drops,
             lost_events = lost,
             "eBPF events were lost (ring buffer full or per-socket sequence gaps)."
+        );
+    }
+    if untraced > 0 {
+        tracing::warn!(
+            untraced_calls = untraced,
+            "Socket calls were not traced: the kernel could not give their threads eBPF task storage."
         );
     }
     Ok(stats)

@@ -142,7 +142,11 @@ fn agent_logs_http_from_ebpf() {
             .find(|l| l.tap_side == TapSide::ServerProcess)
             .and_then(|l| l.process_name.clone())
             .unwrap_or_default();
-        assert!(server_comm.starts_with("python"), "{server_comm}");
+        assert!(
+            server_comm.starts_with("python"),
+            "{server_comm}: {logs:?}\nagent stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let want = vec![
             ("/Cargo.toml".to_owned(), 200, name(&server_comm)),
             ("/missing".to_owned(), 404, name(&server_comm)),

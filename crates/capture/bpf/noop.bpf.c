@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/* The hooking floor: empty programs with the names of sock_trace.bpf.c's, attached to the same syscall tracepoints
+ * (src/ebpf/mod.rs: NoopProbes). What tracing costs a traced process before the programs do any work: the
+ * syscall slow path, the tracepoint and the program call. For overhead benchmarks only. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define NOOP(name, tp)                                                                                                 \
+	SEC("tracepoint/syscalls/" #tp)                                                                                \
+	int name(void *ctx)                                                                                            \
+	{                                                                                                              \
+		return 0;                                                                                              \
+	}
+
+NOOP(enter_write, sys_enter_write)
+NOOP(exit_write, sys_exit_write)
+NOOP(enter_read, sys_enter_read)
+NOOP(exit_read, sys_exit_read)
+NOOP(enter_sendto, sys_enter_sendto)
+NOOP(exit_sendto, sys_exit_sendto)
+NOOP(enter_recvfrom, sys_enter_recvfrom)
+NOOP(exit_recvfrom, sys_exit_recvfrom)
+NOOP(enter_writev, sys_enter_writev)
+NOOP(exit_writev, sys_exit_writev)
+NOOP(enter_readv, sys_enter_readv)
+NOOP(exit_readv, sys_exit_readv)
+NOOP(enter_sendmsg, sys_enter_sendmsg)
+NOOP(exit_sendmsg, sys_exit_sendmsg)
+NOOP(enter_recvmsg, sys_enter_recvmsg)
+NOOP(exit_recvmsg, sys_exit_recvmsg)
+NOOP(enter_sendmmsg, sys_enter_sendmmsg)
+NOOP(exit_sendmmsg, sys_exit_sendmmsg)
+NOOP(enter_recvmmsg, sys_enter_recvmmsg)
+NOOP(exit_recvmmsg, sys_exit_recvmmsg)
+NOOP(enter_connect, sys_enter_connect)
+NOOP(exit_connect, sys_exit_connect)
+NOOP(enter_accept, sys_enter_accept)
+NOOP(exit_accept, sys_exit_accept)
+NOOP(enter_accept4, sys_enter_accept4)
+NOOP(exit_accept4, sys_exit_accept4)
+NOOP(enter_close, sys_enter_close)
