@@ -98,12 +98,18 @@ _Static_assert(sizeof(struct fathom_sock_event) == 16512, "layout");
 #define FATHOM_FILTER_CGROUP 4
 #define FATHOM_CGROUP_LEVELS 8
 
+/* Up to this many pids are also written into the config itself (checked without a hash lookup). */
+#define FATHOM_INLINE_PIDS 8
+
 struct fathom_config {
 	__u32 self_pid;    /* never traced (the agent's tgid), 0: none */
 	__u32 capture_len; /* payload bytes per event, <= FATHOM_MAX_DATA */
 	__u32 filters;     /* FATHOM_FILTER_* enabled */
-	__u32 pad0;
+	__u32 inline_pids; /* with FATHOM_FILTER_PID: n <= FATHOM_INLINE_PIDS when the pids are all in pids[0..n]
+			    * (filter_pids holds them too), 0 when only filter_pids holds them */
+	__u32 pids[FATHOM_INLINE_PIDS];
 };
+_Static_assert(sizeof(struct fathom_config) == 48, "layout");
 
 /* Per-CPU counters (the `stats` per-CPU array map), index: */
 #define FATHOM_STAT_RING_DROPS 0 /* events lost: the ring buffer was full */

@@ -239,8 +239,20 @@ static __always_inline int traced(__u64 pid_tgid)
 	__u32 filters = c->filters;
 	if (!filters)
 		return 1;
-	if ((filters & FATHOM_FILTER_PID) && !bpf_map_lookup_elem(&filter_pids, &tgid))
-		return 0;
+	if (filters & FATHOM_FILTER_PID) {
+		__u32 n = c->inline_pids;
+		if (n) {
+			int found = 0;
+			for (int i = 0; i < FATHOM_INLINE_PIDS; i++) {
+				if ((__u32)i < n && c->pids[i] == tgid)
+					found = 1;
+			}
+			if (!found)
+				return 0;
+		} else if (!bpf_map_lookup_elem(&filter_pids, &tgid)) {
+			return 0;
+		}
+	}
 	if (filters & FATHOM_FILTER_COMM) {
 		char comm[FATHOM_COMM_LEN] = {};
 		process_comm(comm);

@@ -747,7 +747,22 @@ fn agent_links_a_relay_by_syscall_trace_id() {
         .unwrap();
     let relay = Kill(relay);
     let relay_pid = relay.0.id();
-    let agent = Agent::start(&["--pid", &relay_pid.to_string()], 6);
+    // One pid (checked inline in the kernel's config), then nine (past the 8 inline ones: the kernel's hash map);
+    // the other eight pids (4,000,000 and up) are far above any pid in use here.
+    for extra in [0u32, 8] {
+        let mut args = vec!["--pid".to_owned(), relay_pid.to_string()];
+        for i in 0..extra {
+            args.extend(["--pid".to_owned(), (4_000_000 + i).to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        relay_traced_alone(&args, relay_pid, port, up_port);
+    }
+}
+
+/// The agent with `args` (`--pid` filters naming the relay) while curl fetches through the relay: only the relay is
+/// traced, and its inbound and outbound requests share their syscall trace ids.
+fn relay_traced_alone(args: &[&str], relay_pid: u32, port: u16, up_port: u16) {
+    let agent = Agent::start(args, 6);
     for path in ["/Cargo.toml", "/nothing-here"] {
         let st = Command::new("curl")
             .args(["-s", "-o", "/dev/null"])

@@ -654,11 +654,23 @@ pub(crate) fn load_error(program: &'static str, source: ProgramError) -> EbpfErr
 
 /// `struct fathom_config` (the kernel's `fathom_config` map) as its bytes: `self_pid`, `capture_len`, `filters`,
 /// `pad0`, each a native-endian `u32`.
-fn kernel_config(self_pid: u32, capture_len: u32, filters: u32) -> [u8; 16] {
-    let mut b = [0u8; 16];
+/// `FATHOM_INLINE_PIDS`: pids the kernel's config holds inline (fewer filter pids are checked without a hash
+/// lookup, on every traced syscall).
+const INLINE_PIDS: usize = 8;
+/// `sizeof(struct fathom_config)`.
+const KERNEL_CONFIG_LEN: usize = 16 + 4 * INLINE_PIDS;
+
+fn kernel_config(self_pid: u32, capture_len: u32, filters: u32, pids: &[u32]) -> [u8; KERNEL_CONFIG_LEN] {
+    let mut b = [0u8; KERNEL_CONFIG_LEN];
     b[0..4].copy_from_slice(&self_pid.to_ne_bytes());
     b[4..8].copy_from_slice(&capture_len.to_ne_bytes());
     b[8..12].copy_from_slice(&filters.to_ne_bytes());
+    if pids.len() <= INLINE_PIDS {
+        b[12..16].copy_from_slice(&(pids.len() as u32).to_ne_bytes());
+        for (i, pid) in pids.iter().enumerate() {
+            b[16 + 4 * i..20 + 4 * i].copy_from_slice(&pid.to_ne_bytes());
+        }
+    }
     b
 }
 
@@ -777,8 +789,9 @@ impl Filters {
             },
             c.capture_len.min(MAX_DATA as u32),
             filters,
+            &self.pids,
         );
-        let mut m: Array<_, [u8; 16]> = ebpf
+        let mut m: Array<_, [u8; KERNEL_CONFIG_LEN]> = ebpf
             .map_mut("fathom_config")
             .ok_or_else(|| missing("fathom_config"))?
             .try_into()
@@ -937,6 +950,25 @@ mod tests {
     }
 
     /// Bad filters are refused before anything is loaded.
+    #[test]
+    fn kernel_config_holds_up_to_8_pids_inline() {
+        let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let c = kernel_config(7, 4096, FILTER_PID, &[11, 12]);
+        assert_eq!(c.len(), 48);
+        assert_eq!(
+            (u32_at(&c, 0), u32_at(&c, 4), u32_at(&c, 8)),
+            (7, 4096, FILTER_PID)
+        );
+        assert_eq!((u32_at(&c, 12), u32_at(&c, 16), u32_at(&c, 20)), (2, 11, 12));
+        let eight: Vec<u32> = (1..=8).collect();
+        let c = kernel_config(0, 1, FILTER_PID, &eight);
+        assert_eq!((u32_at(&c, 12), u32_at(&c, 44)), (8, 8));
+        // Nine: only the hash map holds them.
+        let nine: Vec<u32> = (1..=9).collect();
+        let c = kernel_config(0, 1, FILTER_PID, &nine);
+        assert_eq!(u32_at(&c, 12), 0);
+    }
+
     #[test]
     fn bad_filters_are_refused() {
         for (config, what) in [
