@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
 /* The hooking floor: empty programs with the names of sock_trace.bpf.c's, attached to the same syscall tracepoints
  * (src/ebpf/mod.rs: NoopProbes). What tracing costs a traced process before the programs do any work: the
- * syscall slow path, the tracepoint and the program call. For overhead benchmarks only. */
+ * syscall slow path, the tracepoint and the program call; for the OpenSSL uprobes, the traps. For overhead
+ * benchmarks only. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
@@ -41,3 +42,18 @@ NOOP(exit_accept, sys_exit_accept)
 NOOP(enter_accept4, sys_enter_accept4)
 NOOP(exit_accept4, sys_exit_accept4)
 NOOP(enter_close, sys_enter_close)
+
+/* And the OpenSSL hooks (src/ebpf/ssl.rs attaches them by these names): the cost of the uprobe traps alone. */
+#define NOOP_PROBE(sec, name)                                                                                          \
+	SEC(sec)                                                                                                       \
+	int name(void *ctx)                                                                                            \
+	{                                                                                                              \
+		return 0;                                                                                              \
+	}
+
+NOOP_PROBE("uprobe", ssl_read_enter)
+NOOP_PROBE("uprobe", ssl_read_ex_enter)
+NOOP_PROBE("uprobe", ssl_write_enter)
+NOOP_PROBE("uprobe", ssl_write_ex_enter)
+NOOP_PROBE("uprobe", ssl_other_enter)
+NOOP_PROBE("uretprobe", ssl_ret)

@@ -291,7 +291,13 @@ fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
         };
     }
     if o.floor {
-        let probes = fathom_capture::ebpf::NoopProbes::attach()
+        // The same hooks as the agent's: the OpenSSL ones in nginx alone (as `--pid` scopes them), none with
+        // `--no-ssl`.
+        let ssl = fathom_capture::ebpf::SslConfig {
+            enabled: !o.agent_args.iter().any(|a| a == "--no-ssl"),
+            ..fathom_capture::ebpf::SslConfig::default()
+        };
+        let probes = fathom_capture::ebpf::NoopProbes::attach(&ssl, &[nginx])
             .unwrap_or_else(|e| panic!("attaching the empty programs: {e}"));
         let (rps, requests, nginx_cpu_s, wrk_cpu_s) = wrk_measured(url, o, nginx);
         drop(probes);

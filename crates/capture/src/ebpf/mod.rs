@@ -592,17 +592,20 @@ fn attach_syscall_programs(ebpf: &mut Ebpf) -> Result<(), EbpfError> {
 static NOOP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/noop.bpf.o"));
 
 /// The hooking floor, for overhead benchmarks: empty programs (`bpf/noop.bpf.c`) attached to the same syscall
-/// tracepoints as an [`EbpfSource`]'s ([`PROGRAMS`]), detached on drop. What syscall tracing costs the traced
-/// processes before the programs do any work (the syscall slow path, the tracepoint, the program call): no
-/// tracer built on these tracepoints can cost less.
+/// tracepoints as an [`EbpfSource`]'s ([`PROGRAMS`]) and, when `ssl` is enabled, to the same OpenSSL functions,
+/// detached on drop. What tracing costs the traced processes before the programs do any work (the syscall slow
+/// path, the tracepoint, the program call; the uprobe traps): no tracer built on these hooks can cost less.
 ///
 /// ```no_run
-/// let floor = fathom_capture::ebpf::NoopProbes::attach()?; // root needed
+/// use fathom_capture::ebpf::{NoopProbes, SslConfig};
+///
+/// let floor = NoopProbes::attach(&SslConfig::default(), &[])?; // root needed
 /// // ... measure the workload ...
 /// drop(floor);
 /// # Ok::<(), fathom_capture::EbpfError>(())
 /// ```
 pub struct NoopProbes {
+    _ssl: ssl::SslHooks,
     _ebpf: Ebpf,
 }
 
@@ -613,17 +616,22 @@ impl std::fmt::Debug for NoopProbes {
 }
 
 impl NoopProbes {
-    /// Load the empty programs and attach them (mounting tracefs when absent).
+    /// Load the empty programs and attach them (mounting tracefs when absent); the OpenSSL ones as an
+    /// [`EbpfSource`] with this `ssl` configuration would, in the processes `ssl_scope_pids` (all when empty).
     ///
     /// # Errors
     /// [`EbpfError`] naming the program that failed to load or attach.
-    pub fn attach() -> Result<NoopProbes, EbpfError> {
+    pub fn attach(ssl: &SslConfig, ssl_scope_pids: &[u32]) -> Result<NoopProbes, EbpfError> {
         let mut ebpf = EbpfLoader::new()
             .load(NOOP_OBJECT)
             .map_err(EbpfError::Object)?;
         ensure_tracefs()?;
         attach_syscall_programs(&mut ebpf)?;
-        Ok(NoopProbes { _ebpf: ebpf })
+        let ssl = ssl::SslHooks::start(&mut ebpf, ssl, ssl_scope_pids)?;
+        Ok(NoopProbes {
+            _ssl: ssl,
+            _ebpf: ebpf,
+        })
     }
 }
 
@@ -660,7 +668,12 @@ const INLINE_PIDS: usize = 8;
 /// `sizeof(struct fathom_config)`.
 const KERNEL_CONFIG_LEN: usize = 16 + 4 * INLINE_PIDS;
 
-fn kernel_config(self_pid: u32, capture_len: u32, filters: u32, pids: &[u32]) -> [u8; KERNEL_CONFIG_LEN] {
+fn kernel_config(
+    self_pid: u32,
+    capture_len: u32,
+    filters: u32,
+    pids: &[u32],
+) -> [u8; KERNEL_CONFIG_LEN] {
     let mut b = [0u8; KERNEL_CONFIG_LEN];
     b[0..4].copy_from_slice(&self_pid.to_ne_bytes());
     b[4..8].copy_from_slice(&capture_len.to_ne_bytes());
@@ -959,7 +972,10 @@ mod tests {
             (u32_at(&c, 0), u32_at(&c, 4), u32_at(&c, 8)),
             (7, 4096, FILTER_PID)
         );
-        assert_eq!((u32_at(&c, 12), u32_at(&c, 16), u32_at(&c, 20)), (2, 11, 12));
+        assert_eq!(
+            (u32_at(&c, 12), u32_at(&c, 16), u32_at(&c, 20)),
+            (2, 11, 12)
+        );
         let eight: Vec<u32> = (1..=8).collect();
         let c = kernel_config(0, 1, FILTER_PID, &eight);
         assert_eq!((u32_at(&c, 12), u32_at(&c, 44)), (8, 8));
