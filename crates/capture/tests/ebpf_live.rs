@@ -554,3 +554,22 @@ fn ten_thousand_short_connections() {
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
 }
+
+/// The overhead benchmark's floor: the empty programs load and attach to every tracepoint of [`PROGRAMS`] (their
+/// names must match the real ones) and to the OpenSSL functions of the system libssl, then detach.
+///
+/// [`PROGRAMS`]: fathom_capture::ebpf::PROGRAMS
+#[test]
+fn noop_probes_attach_where_the_real_programs_do() {
+    if !is_root() {
+        return skip("not root");
+    }
+    let _guard = serial();
+    let ssl = fathom_capture::ebpf::SslConfig::default();
+    let floor = fathom_capture::ebpf::NoopProbes::attach(&ssl, &[std::process::id()])
+        .unwrap_or_else(|e| panic!("the empty programs failed to attach: {e}"));
+    drop(floor);
+    // Unscoped: the uprobes go into every process that maps libssl.
+    let again = fathom_capture::ebpf::NoopProbes::attach(&ssl, &[]);
+    assert!(again.is_ok(), "{:?}", again.err());
+}
