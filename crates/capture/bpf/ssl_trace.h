@@ -149,12 +149,13 @@ int ssl_ret(struct pt_regs *ctx)
 
 	struct ssl_key k = {.ssl = c.ssl, .pid = (__u32)(id >> 32), .pad = 0};
 	__u32 fd = c.fd;
+	__u32 *known = bpf_map_lookup_elem(&ssl_fds, &k);
 	if (fd != SSL_FD_UNKNOWN) {
-		bpf_map_update_elem(&ssl_fds, &k, &fd, BPF_ANY);
-	} else {
-		__u32 *known = bpf_map_lookup_elem(&ssl_fds, &k);
-		if (known)
-			fd = *known;
+		/* Written only when new or changed: an LRU update costs several times a lookup. */
+		if (!known || *known != fd)
+			bpf_map_update_elem(&ssl_fds, &k, &fd, BPF_ANY);
+	} else if (known) {
+		fd = *known;
 	}
 	if (c.op == SSL_OP_OTHER)
 		return 0;
