@@ -278,27 +278,17 @@ fn wrk_measured(url: &str, o: &Opts, nginx: u32) -> (f64, u64, f64, f64) {
 }
 
 fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
-    if !traced {
-        let (rps, requests, nginx_cpu_s, wrk_cpu_s) = wrk_measured(url, o, nginx);
-        return Run {
-            rps,
-            requests,
-            nginx_cpu_s,
-            wrk_cpu_s,
-            agent_cpu_s: 0.0,
-            logs: None,
-            drops: 0,
-        };
-    }
-    if o.floor {
-        // The same hooks as the agent's: the OpenSSL ones in nginx alone (as `--pid` scopes them), none with
-        // `--no-ssl`.
-        let ssl = fathom_capture::ebpf::SslConfig {
-            enabled: !o.agent_args.iter().any(|a| a == "--no-ssl"),
-            ..fathom_capture::ebpf::SslConfig::default()
-        };
-        let probes = fathom_capture::ebpf::NoopProbes::attach(&ssl, &[nginx])
-            .unwrap_or_else(|e| panic!("attaching the empty programs: {e}"));
+    if !traced || o.floor {
+        // The floor: the same hooks as the agent's (the OpenSSL ones in nginx alone, as `--pid` scopes them; none
+        // with `--no-ssl`), empty.
+        let probes = (traced && o.floor).then(|| {
+            let ssl = fathom_capture::ebpf::SslConfig {
+                enabled: !o.agent_args.iter().any(|a| a == "--no-ssl"),
+                ..fathom_capture::ebpf::SslConfig::default()
+            };
+            fathom_capture::ebpf::NoopProbes::attach(&ssl, &[nginx])
+                .unwrap_or_else(|e| panic!("attaching the empty programs: {e}"))
+        });
         let (rps, requests, nginx_cpu_s, wrk_cpu_s) = wrk_measured(url, o, nginx);
         drop(probes);
         return Run {

@@ -388,28 +388,8 @@ impl EbpfSource {
             None
         };
         attach_syscall_programs(&mut ebpf)?;
-        {
-            let (name, category, tracepoint) = EXIT_PROGRAM;
-            load_program(&mut ebpf, name)?;
-            let prog: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or(EbpfError::Missing {
-                    what: "program",
-                    name,
-                })?
-                .try_into()
-                .map_err(|source| EbpfError::Load {
-                    program: name,
-                    source,
-                    verifier_log: String::new(),
-                })?;
-            prog.attach(category, tracepoint)
-                .map_err(|source| EbpfError::Attach {
-                    program: name,
-                    tracepoint,
-                    source,
-                })?;
-        }
+        let (name, category, tracepoint) = EXIT_PROGRAM;
+        attach_tracepoint(&mut ebpf, name, category, tracepoint)?;
         // Limited to given processes only: hook OpenSSL in those processes alone (see `SslHooks::scope_pids`).
         let ssl_scope: &[u32] = if config.comms.is_empty() && config.cgroups.is_empty() {
             &config.pids
@@ -562,30 +542,28 @@ const FILTER_CGROUP: u32 = 4;
 /// `FATHOM_COMM_LEN`.
 const COMM_LEN: usize = 16;
 
-/// Load one program, with the verifier log in the error.
 /// Load and attach the [`PROGRAMS`] of `ebpf` to their syscall tracepoints.
 fn attach_syscall_programs(ebpf: &mut Ebpf) -> Result<(), EbpfError> {
     for (name, tracepoint) in PROGRAMS {
-        load_program(ebpf, name)?;
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or(EbpfError::Missing {
-                what: "program",
-                name,
-            })?
-            .try_into()
-            .map_err(|source| EbpfError::Load {
-                program: name,
-                source,
-                verifier_log: String::new(),
-            })?;
-        prog.attach("syscalls", tracepoint)
-            .map_err(|source| EbpfError::Attach {
-                program: name,
-                tracepoint,
-                source,
-            })?;
+        attach_tracepoint(ebpf, name, "syscalls", tracepoint)?;
     }
+    Ok(())
+}
+
+/// Load the program `name` of `ebpf` and attach it to the tracepoint `category/tracepoint`.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    category: &str,
+    tracepoint: &'static str,
+) -> Result<(), EbpfError> {
+    let prog = load_program(ebpf, name)?;
+    prog.attach(category, tracepoint)
+        .map_err(|source| EbpfError::Attach {
+            program: name,
+            tracepoint,
+            source,
+        })?;
     Ok(())
 }
 
@@ -635,16 +613,31 @@ impl NoopProbes {
     }
 }
 
-fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), EbpfError> {
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
+/// Load one tracepoint program, with the verifier log in the error.
+fn load_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut TracePoint, EbpfError> {
+    let prog: &mut TracePoint = program_as(ebpf, name)?;
+    prog.load().map_err(|source| load_error(name, source))?;
+    Ok(prog)
+}
+
+/// The program `name` of `ebpf` as a `P` ([`TracePoint`], `UProbe`...).
+pub(crate) fn program_as<'a, P>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut P, EbpfError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
         .ok_or(EbpfError::Missing {
             what: "program",
             name,
         })?
         .try_into()
-        .map_err(|source| load_error(name, source))?;
-    prog.load().map_err(|source| load_error(name, source))
+        .map_err(|source| load_error(name, source))
 }
 
 /// The error for program `program` failing to load, with the verifier's log when the kernel rejected it.

@@ -375,15 +375,7 @@ pub(crate) fn report(stats: &super::EbpfStats) {
 
 /// Load one uprobe program (the verifier runs here).
 fn load(ebpf: &mut Ebpf, name: &'static str) -> Result<(), super::EbpfError> {
-    use super::EbpfError;
-    let prog: &mut UProbe = ebpf
-        .program_mut(name)
-        .ok_or(EbpfError::Missing {
-            what: "program",
-            name,
-        })?
-        .try_into()
-        .map_err(|source| super::load_error(name, source))?;
+    let prog: &mut UProbe = super::program_as(ebpf, name)?;
     prog.load()
         .map_err(|source| super::load_error(name, source))
 }
