@@ -166,7 +166,16 @@ fn curl_flow_is_plaintext_with_full_lengths() {
                 if *side == TapSide::ClientProcess && &**comm == "curl")
         })
         .collect();
-    assert!(!curl.is_empty(), "no chunk of curl's connection");
+    assert!(
+        !curl.is_empty(),
+        "no chunk of curl's connection (port {lport} -> {port}); {} events, stats {:?}; chunks of that port: {:?}",
+        events.len(),
+        src.stats(),
+        events
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::Chunk(c) if c.flow.port_src == lport || c.flow.port_dst == lport))
+            .collect::<Vec<_>>()
+    );
     for c in &curl {
         let ChunkOrigin::Syscall { tls_plaintext, .. } = &c.origin else {
             unreachable!()
