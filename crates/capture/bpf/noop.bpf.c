@@ -57,3 +57,17 @@ NOOP_PROBE("uprobe", ssl_write_enter)
 NOOP_PROBE("uprobe", ssl_write_ex_enter)
 NOOP_PROBE("uprobe", ssl_other_enter)
 NOOP_PROBE("uretprobe", ssl_ret)
+
+/* The raw syscall tracepoints (every syscall of every process, no perf record): the floor of the other way to hook
+ * syscalls on a kernel without kprobes (NoopProbes::attach_raw). */
+SEC("raw_tracepoint/sys_enter")
+int raw_sys_enter(void *ctx)
+{
+	return 0;
+}
+
+SEC("raw_tracepoint/sys_exit")
+int raw_sys_exit(void *ctx)
+{
+	return 0;
+}

@@ -572,4 +572,6 @@ fn noop_probes_attach_where_the_real_programs_do() {
     // Unscoped: the uprobes go into every process that maps libssl.
     let again = fathom_capture::ebpf::NoopProbes::attach(&ssl, &[]);
     assert!(again.is_ok(), "{:?}", again.err());
+    let raw = fathom_capture::ebpf::NoopProbes::attach_raw();
+    assert!(raw.is_ok(), "{:?}", raw.err());
 }

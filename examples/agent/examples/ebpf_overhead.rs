@@ -10,11 +10,12 @@
 //! ```text
 //! cargo build --release -p fathom-agent --no-default-features --features ebpf --bin fathom-agent --example ebpf_overhead
 //! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http] [--no-ssl]
-//!     [--all-processes] [--floor]
+//!     [--all-processes] [--floor] [--floor-raw]
 //! ```
 //! `--floor` replaces the agent by empty eBPF programs on the same syscall tracepoints
 //! (`fathom_capture::ebpf::NoopProbes`): the cost of hooking the syscalls at all, which no tracer built on them
-//! can go below.
+//! can go below; `--floor-raw` attaches empty programs to the raw tracepoints `sys_enter`/`sys_exit` instead (the
+//! other syscall hook on a kernel without kprobes).
 //! The agent traces only the benchmark's nginx (`--pid`, filtered in the kernel: one log per request) unless
 //! `--all-processes`; the OpenSSL uprobes still trap in wrk (and every process that calls libssl), where the
 //! programs return at the filter. `--no-ssl` passes `--no-ssl` to the
@@ -42,12 +43,14 @@ struct Opts {
     trace_nginx_only: bool,
     /// The "traced" runs attach empty programs instead of running the agent.
     floor: bool,
+    /// ... on the raw tracepoints `sys_enter`/`sys_exit` instead of the agent's hooks.
+    floor_raw: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: ebpf_overhead [--pairs N] [--secs S] [--connections C] [--http] [--https] [--cpus NGINX,WRK] \
-         [--agent PATH] [--no-ssl] [--all-processes] [--floor]"
+         [--agent PATH] [--no-ssl] [--all-processes] [--floor] [--floor-raw]"
     );
     std::process::exit(2)
 }
@@ -70,6 +73,7 @@ fn parse_opts() -> Opts {
         agent_args: Vec::new(),
         trace_nginx_only: true,
         floor: false,
+        floor_raw: false,
     };
     let mut all = false;
     let mut args = std::env::args().skip(1);
@@ -85,6 +89,10 @@ fn parse_opts() -> Opts {
             "--no-ssl" => o.agent_args.push("--no-ssl".into()),
             "--all-processes" => all = true,
             "--floor" => o.floor = true,
+            "--floor-raw" => {
+                o.floor = true;
+                o.floor_raw = true;
+            }
             "--cpus" => {
                 let v = val();
                 let (a, b) = v.split_once(',').unwrap_or_else(|| usage());
@@ -286,8 +294,12 @@ fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
                 enabled: !o.agent_args.iter().any(|a| a == "--no-ssl"),
                 ..fathom_capture::ebpf::SslConfig::default()
             };
-            fathom_capture::ebpf::NoopProbes::attach(&ssl, &[nginx])
-                .unwrap_or_else(|e| panic!("attaching the empty programs: {e}"))
+            if o.floor_raw {
+                fathom_capture::ebpf::NoopProbes::attach_raw()
+            } else {
+                fathom_capture::ebpf::NoopProbes::attach(&ssl, &[nginx])
+            }
+            .unwrap_or_else(|e| panic!("attaching the empty programs: {e}"))
         });
         let (rps, requests, nginx_cpu_s, wrk_cpu_s) = wrk_measured(url, o, nginx);
         drop(probes);

@@ -611,6 +611,31 @@ impl NoopProbes {
             _ebpf: ebpf,
         })
     }
+
+    /// The other way to hook syscalls without kprobes: empty programs on the raw tracepoints `sys_enter` and
+    /// `sys_exit` (run for every syscall of every process, without the per-syscall tracepoints' perf record).
+    ///
+    /// # Errors
+    /// [`EbpfError`] naming the program that failed to load or attach.
+    pub fn attach_raw() -> Result<NoopProbes, EbpfError> {
+        let mut ebpf = EbpfLoader::new()
+            .load(NOOP_OBJECT)
+            .map_err(EbpfError::Object)?;
+        for (name, tracepoint) in [("raw_sys_enter", "sys_enter"), ("raw_sys_exit", "sys_exit")] {
+            let prog: &mut aya::programs::RawTracePoint = program_as(&mut ebpf, name)?;
+            prog.load().map_err(|source| load_error(name, source))?;
+            prog.attach(tracepoint)
+                .map_err(|source| EbpfError::Attach {
+                    program: name,
+                    tracepoint,
+                    source,
+                })?;
+        }
+        Ok(NoopProbes {
+            _ssl: ssl::SslHooks::default(),
+            _ebpf: ebpf,
+        })
+    }
 }
 
 /// Load one tracepoint program, with the verifier log in the error.
