@@ -600,11 +600,28 @@ impl NoopProbes {
     /// # Errors
     /// [`EbpfError`] naming the program that failed to load or attach.
     pub fn attach(ssl: &SslConfig, ssl_scope_pids: &[u32]) -> Result<NoopProbes, EbpfError> {
+        Self::attach_some(|_| true, ssl, ssl_scope_pids)
+    }
+
+    /// As [`NoopProbes::attach`], with only the syscall programs of [`PROGRAMS`] whose names `keep` accepts (to
+    /// measure other hook designs, e.g. exit tracepoints alone).
+    ///
+    /// # Errors
+    /// [`EbpfError`] naming the program that failed to load or attach.
+    pub fn attach_some(
+        keep: impl Fn(&str) -> bool,
+        ssl: &SslConfig,
+        ssl_scope_pids: &[u32],
+    ) -> Result<NoopProbes, EbpfError> {
         let mut ebpf = EbpfLoader::new()
             .load(NOOP_OBJECT)
             .map_err(EbpfError::Object)?;
         ensure_tracefs()?;
-        attach_syscall_programs(&mut ebpf)?;
+        for (name, tracepoint) in PROGRAMS {
+            if keep(name) {
+                attach_tracepoint(&mut ebpf, name, "syscalls", tracepoint)?;
+            }
+        }
         let ssl = ssl::SslHooks::start(&mut ebpf, ssl, ssl_scope_pids)?;
         Ok(NoopProbes {
             _ssl: ssl,
