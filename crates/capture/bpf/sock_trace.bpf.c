@@ -4,10 +4,11 @@
  *            (the first MAX_MMSG messages)
  *   roles:   connect (client), accept/accept4 (server)
  *   end:     close
- * The entry programs check the in-kernel filter (config map), resolve fd -> struct socket -> sock, keep inet TCP/UDP
- * sockets and remember the arguments (and the TCP sequence number) in the thread's task storage; the exit programs
- * emit one fathom_sock_event with the first bytes. Per socket, a state (LRU) gives the socket id, the event
- * sequence number and the role; the thread's task storage also holds its syscall trace id (see docs/ebpf.md).
+ * Only the exits of the calls are hooked (and close's entry, while the fd is still there): at a syscall's exit the
+ * task's saved registers still hold its arguments, so the exit program checks the in-kernel filter (config map),
+ * resolves fd -> struct socket -> sock, keeps inet TCP/UDP sockets and emits one fathom_sock_event with the first
+ * bytes. Per socket, a state (LRU) gives the socket id, the event sequence number and the role; the thread's task
+ * storage holds its syscall trace id (see docs/ebpf.md) and the OpenSSL call in progress.
  *
  * Cost: these programs run inside the traced processes' syscalls, so every nanosecond is taken from them.
  * What an fd's socket is (its struct file, inode number, struct sock, addresses) is cached per (tgid, fd) in
@@ -56,13 +57,12 @@ struct fd_key {
 	__u32 fd;
 };
 
-/* A call in progress on a thread. */
+/* A data call, as its exit program sees it. */
 struct args {
 	__u64 buf;    /* the buffer, or the iovec array when iovcnt != 0 */
 	__u64 iovcnt; /* 0 for plain-buffer calls */
-	__u64 ts;
-	__u64 addr; /* user sockaddr * of sendto/recvfrom/sendmsg/recvmsg (the datagram's peer), 0 if none */
-	__u64 mlen; /* sendmmsg/recvmmsg: the user address of the mmsghdr vector */
+	__u64 ts;     /* at the call's exit */
+	__u64 addr;   /* user sockaddr * of sendto/recvfrom/sendmsg/recvmsg (the datagram's peer), 0 if none */
 	__u32 fd;
 	__u32 syscall;
 	__u32 tcp_seq;
@@ -82,11 +82,10 @@ struct ssl_call {
 	__u32 op; /* SSL_OP_* */
 };
 
-/* Per thread (task storage: created at the thread's first traced call, freed with the thread). */
+/* Per thread (task storage: created at the thread's first traced ingress or SSL call, freed with the thread). */
 struct thread_ctx {
-	struct args a;
-	__u32 in_call; /* a describes a syscall in progress */
-	__u32 in_ssl;  /* ssl describes an SSL call in progress */
+	__u32 in_ssl; /* ssl describes an SSL call in progress */
+	__u32 pad;
 	__u64 trace_id;     /* of the thread's last ingress, 0 when none */
 	__u64 trace_socket; /* the socket of that ingress */
 	struct ssl_call ssl;
@@ -384,7 +383,7 @@ static __always_inline struct sock_info *sock_of_fd(__u64 pid_tgid, __u32 fd, in
 	return bpf_map_lookup_elem(&fd_cache, &k);
 }
 
-#include "ssl_trace.h" /* OpenSSL uprobes; on_enter/on_exit call ssl_syscall_enter/ssl_syscall_is_ciphertext */
+#include "ssl_trace.h" /* OpenSSL uprobes; the exit programs call ssl_syscall_enter/ssl_syscall_is_ciphertext */
 
 /* The peer of an unconnected UDP datagram, from the user sockaddr of sendto/recvfrom/sendmsg/recvmsg. A v4 peer
  * of a v6 socket is written v4-mapped. Returns 0 when it could be read. */
@@ -532,42 +531,20 @@ static __always_inline __u64 copy_iov(struct fathom_sock_event *e, __u64 iovp, _
 	return off;
 }
 
-static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 iovcnt, __u64 addr, __u32 syscall, int ingress)
+/* The saved user registers of the current task: at a syscall's exit they still hold its arguments (only the return
+ * register changed), so one exit program sees the whole call and no entry program is needed. */
+static __always_inline struct pt_regs *syscall_regs(void)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id))
-		return 0;
-	struct sock_info *si = sock_of_fd(id, (__u32)fd, 0);
-	if (!si)
-		return 0;
-	struct thread_ctx *t = thread_ctx_create();
-	if (!t)
-		return 0;
-	struct args *a = &t->a;
-	a->buf = buf;
-	a->iovcnt = iovcnt;
-	a->ts = bpf_ktime_get_ns();
-	a->addr = addr;
-	a->mlen = 0;
-	a->fd = (__u32)fd;
-	a->syscall = syscall;
-	a->tcp_seq = 0;
-	a->flags = 0;
-	a->si = *si;
-	if (si->l4 == IPPROTO_TCP) {
-		struct tcp_sock *tp = (struct tcp_sock *)si->sk;
-		a->tcp_seq = ingress ? BPF_CORE_READ(tp, copied_seq) : BPF_CORE_READ(tp, write_seq);
-		a->flags = FATHOM_FLAG_TCP_SEQ;
-	}
-	t->in_call = 1;
-	ssl_syscall_enter(t, (__u32)fd);
-	return 0;
+	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
-/* One data event of `ret` bytes for the call `a` of thread t. */
+#define MSG_PEEK 2
+
+/* One data event of `ret` bytes for the call `a` (its socket, buffer and sequence number filled); t may be NULL
+ * (a thread without state yet: it gets one for the trace id of an ingress). */
 static __always_inline int emit_data(__u64 id, struct thread_ctx *t, struct args *a, long ret, __u8 kind)
 {
-	if (ssl_syscall_is_ciphertext(t, a->fd))
+	if (t && ssl_syscall_is_ciphertext(t, a->fd))
 		return 0;
 	if (a->si.lport == 0) {
 		/* An unbound UDP socket got its port from this call. */
@@ -595,12 +572,14 @@ static __always_inline int emit_data(__u64 id, struct thread_ctx *t, struct args
 	if (!st)
 		return 0;
 	e->ts_enter_ns = a->ts;
-	e->ts_exit_ns = bpf_ktime_get_ns();
+	e->ts_exit_ns = a->ts;
 	e->kind = kind;
 	e->syscall = (__u8)a->syscall;
 	e->tcp_seq = a->tcp_seq;
 	e->flags = (__u8)a->flags;
-	e->trace_id = trace_id_of(t, st->socket_id, ingress);
+	if (ingress && !t)
+		t = thread_ctx_create();
+	e->trace_id = t ? trace_id_of(t, st->socket_id, ingress) : 0;
 	e->len = (__u32)ret;
 	__u64 n = (__u64)ret;
 	struct fathom_config *c = get_config();
@@ -620,121 +599,120 @@ static __always_inline int emit_data(__u64 id, struct thread_ctx *t, struct args
 	return 0;
 }
 
-static __always_inline int on_exit(long ret, __u8 kind)
+/* The exit of a data call on `fd` that moved `ret` bytes. The TCP sequence number of its first byte is the socket's
+ * (write_seq for an egress, copied_seq for an ingress) now minus `ret`, except for a MSG_PEEK read, which did not
+ * advance copied_seq. */
+static __always_inline int on_data_exit(long ret, __u64 fd, __u64 buf, __u64 iovcnt, __u64 addr, __u32 syscall,
+					__u8 kind, int peek)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (ret <= 0) {
+		/* Nothing moved (EAGAIN...), but inside an SSL call it still names the SSL's socket. */
+		struct thread_ctx *t = thread_ctx();
+		if (t && t->in_ssl && t->ssl.fd == SSL_FD_UNKNOWN && traced(id) && sock_of_fd(id, (__u32)fd, 0))
+			ssl_syscall_enter(t, (__u32)fd);
+		return 0;
+	}
+	if (!traced(id))
+		return 0;
+	struct sock_info *si = sock_of_fd(id, (__u32)fd, 0);
+	if (!si)
+		return 0;
 	struct thread_ctx *t = thread_ctx();
-	if (!t || !t->in_call)
-		return 0;
-	t->in_call = 0;
-	if (ret <= 0)
-		return 0;
-	return emit_data(bpf_get_current_pid_tgid(), t, &t->a, ret, kind);
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ctx->args[0], ctx->args[1], 0, 0, FATHOM_SYS_WRITE, 0);
+	if (t)
+		ssl_syscall_enter(t, (__u32)fd);
+	struct args a = {.buf = buf,
+			 .iovcnt = iovcnt,
+			 .ts = bpf_ktime_get_ns(),
+			 .addr = addr,
+			 .fd = (__u32)fd,
+			 .syscall = syscall,
+			 .tcp_seq = 0,
+			 .flags = 0,
+			 .si = *si};
+	if (a.si.l4 == IPPROTO_TCP) {
+		struct tcp_sock *tp = (struct tcp_sock *)a.si.sk;
+		__u32 seq = kind == FATHOM_KIND_INGRESS ? BPF_CORE_READ(tp, copied_seq) : BPF_CORE_READ(tp, write_seq);
+		a.tcp_seq = peek ? seq : seq - (__u32)ret;
+		a.flags = FATHOM_FLAG_TCP_SEQ;
+	}
+	return emit_data(id, t, &a, ret, kind);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
 int exit_write(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret, FATHOM_KIND_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ctx->args[0], ctx->args[1], 0, ctx->args[4], FATHOM_SYS_SENDTO, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int exit_sendto(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(ctx->ret, FATHOM_KIND_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ctx->args[0], ctx->args[1], 0, 0, FATHOM_SYS_READ, 1);
+	struct pt_regs *r = syscall_regs();
+	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, 0, FATHOM_SYS_WRITE,
+			    FATHOM_KIND_EGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_read")
 int exit_read(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
+	struct pt_regs *r = syscall_regs();
+	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, 0, FATHOM_SYS_READ,
+			    FATHOM_KIND_INGRESS, 0);
 }
 
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int exit_sendto(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], 0, ctx->args[4], FATHOM_SYS_RECVFROM, 1);
+	struct pt_regs *r = syscall_regs();
+	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, PT_REGS_PARM5_SYSCALL(r),
+			    FATHOM_SYS_SENDTO, FATHOM_KIND_EGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
 int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], 0, FATHOM_SYS_WRITEV, 0);
+	struct pt_regs *r = syscall_regs();
+	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, PT_REGS_PARM5_SYSCALL(r),
+			    FATHOM_SYS_RECVFROM, FATHOM_KIND_INGRESS, PT_REGS_PARM4_SYSCALL(r) & MSG_PEEK);
 }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
 int exit_writev(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret, FATHOM_KIND_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], 0, FATHOM_SYS_READV, 1);
+	struct pt_regs *r = syscall_regs();
+	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), PT_REGS_PARM3_SYSCALL(r), 0,
+			    FATHOM_SYS_WRITEV, FATHOM_KIND_EGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_readv")
 int exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
+	struct pt_regs *r = syscall_regs();
+	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), PT_REGS_PARM3_SYSCALL(r), 0,
+			    FATHOM_SYS_READV, FATHOM_KIND_INGRESS, 0);
 }
 
-static __always_inline int on_enter_msg(__u64 fd, __u64 msgp, __u32 syscall, int ingress)
+static __always_inline int on_msg_exit(long ret, __u64 fd, __u64 msgp, __u32 syscall, __u8 kind, int peek)
 {
+	if (ret <= 0)
+		return 0;
 	struct user_msghdr msg;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (const void *)msgp))
 		return 0;
 	if (!msg.msg_iovlen)
 		return 0;
-	return on_enter(fd, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)msg.msg_name, syscall, ingress);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter_msg(ctx->args[0], ctx->args[1], FATHOM_SYS_SENDMSG, 0);
+	return on_data_exit(ret, fd, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)msg.msg_name, syscall, kind, peek);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret, FATHOM_KIND_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter_msg(ctx->args[0], ctx->args[1], FATHOM_SYS_RECVMSG, 1);
+	struct pt_regs *r = syscall_regs();
+	return on_msg_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_SENDMSG,
+			   FATHOM_KIND_EGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret, FATHOM_KIND_INGRESS);
+	struct pt_regs *r = syscall_regs();
+	return on_msg_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_RECVMSG,
+			   FATHOM_KIND_INGRESS, PT_REGS_PARM3_SYSCALL(r) & MSG_PEEK);
 }
 
 /* sendmmsg/recvmmsg: the first MAX_MMSG messages of the vector are traced like sendmsg/recvmsg, one event each
@@ -742,35 +720,46 @@ int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
  * FATHOM_STAT_MMSG_SKIPPED. (glibc's resolver sends its A and AAAA queries with one sendmmsg.) */
 #define MAX_MMSG 4
 
-static __always_inline int on_enter_mmsg(__u64 fd, __u64 vec, __u64 vlen, __u32 syscall, int ingress)
+static __always_inline int on_mmsg_exit(long ret, __u64 fd, __u64 vec, __u32 syscall, __u8 kind)
 {
-	if (!vlen)
-		return 0;
-	int r = on_enter_msg(fd, vec, syscall, ingress);
-	struct thread_ctx *t = thread_ctx();
-	if (t && t->in_call && t->a.syscall == syscall)
-		t->a.mlen = vec;
-	return r;
-}
-
-static __always_inline int on_exit_mmsg(long ret, __u8 kind)
-{
-	struct thread_ctx *t = thread_ctx();
-	if (!t || !t->in_call)
-		return 0;
-	t->in_call = 0;
-	if (ret <= 0 || !t->a.mlen)
+	if (ret <= 0 || !vec)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
+	struct sock_info *si = sock_of_fd(id, (__u32)fd, 0);
+	if (!si)
+		return 0;
 	if (ret > MAX_MMSG) {
 		__u32 stat = FATHOM_STAT_MMSG_SKIPPED;
 		__u64 *v = bpf_map_lookup_elem(&stats, &stat);
 		if (v)
 			*v += (__u64)(ret - MAX_MMSG);
 	}
-	struct args one = t->a;
-	__u64 vec = one.mlen;
-	__u32 seq = one.tcp_seq;
+	struct thread_ctx *t = thread_ctx();
+	if (t)
+		ssl_syscall_enter(t, (__u32)fd);
+	struct args one = {.ts = bpf_ktime_get_ns(), .fd = (__u32)fd, .syscall = syscall, .si = *si};
+	/* TCP: the sequence number of the first message is the socket's now minus all the bytes moved (known when
+	 * every message is among the first MAX_MMSG). */
+	__u32 seq = 0;
+	int tcp_seq = 0;
+	if (one.si.l4 == IPPROTO_TCP && ret <= MAX_MMSG) {
+		__u32 total = 0;
+		for (int i = 0; i < MAX_MMSG; i++) {
+			if (i >= ret)
+				break;
+			__u32 len = 0;
+			if (bpf_probe_read_user(&len, sizeof(len),
+						(const void *)(vec + i * sizeof(struct mmsghdr) +
+							       __builtin_offsetof(struct mmsghdr, msg_len))))
+				break;
+			total += len;
+		}
+		struct tcp_sock *tp = (struct tcp_sock *)one.si.sk;
+		seq = (kind == FATHOM_KIND_INGRESS ? BPF_CORE_READ(tp, copied_seq) : BPF_CORE_READ(tp, write_seq)) - total;
+		tcp_seq = 1;
+	}
 	for (int i = 0; i < MAX_MMSG; i++) {
 		if (i >= ret)
 			break;
@@ -781,6 +770,7 @@ static __always_inline int on_exit_mmsg(long ret, __u8 kind)
 		one.iovcnt = m.msg_hdr.msg_iovlen;
 		one.addr = (__u64)m.msg_hdr.msg_name;
 		one.tcp_seq = seq;
+		one.flags = tcp_seq ? FATHOM_FLAG_TCP_SEQ : 0;
 		seq += m.msg_len;
 		if (m.msg_len && one.iovcnt)
 			emit_data(id, t, &one, m.msg_len, kind);
@@ -788,132 +778,77 @@ static __always_inline int on_exit_mmsg(long ret, __u8 kind)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter_mmsg(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_SENDMMSG, 0);
-}
-
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit_mmsg(ctx->ret, FATHOM_KIND_EGRESS);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter_mmsg(ctx->args[0], ctx->args[1], ctx->args[2], FATHOM_SYS_RECVMMSG, 1);
+	struct pt_regs *r = syscall_regs();
+	return on_mmsg_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_SENDMMSG,
+			    FATHOM_KIND_EGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit_mmsg(ctx->ret, FATHOM_KIND_INGRESS);
+	struct pt_regs *r = syscall_regs();
+	return on_mmsg_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_RECVMMSG,
+			    FATHOM_KIND_INGRESS);
 }
 
 /* An event without data for the socket si (connect, accept, close). */
 static __always_inline void emit_control(__u64 id, __u32 fd, const struct sock_info *si, struct sock_state *st,
-					 __u8 kind, __u8 syscall, __u64 ts_enter)
+					 __u8 kind, __u8 syscall)
 {
 	struct fathom_sock_event *e = new_event(id, fd, si);
 	if (!e)
 		return;
-	e->ts_enter_ns = ts_enter;
-	e->ts_exit_ns = bpf_ktime_get_ns();
+	e->ts_enter_ns = bpf_ktime_get_ns();
+	e->ts_exit_ns = e->ts_enter_ns;
 	e->kind = kind;
 	e->syscall = syscall;
 	submit(e, st, 0);
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int enter_connect(struct trace_event_raw_sys_enter *ctx)
+/* connect() returned 0 or EINPROGRESS on fd (accept(): returned fd): this process is the socket's client (server).
+ * The addresses are known now: the fd's cache entry is made anew. */
+static __always_inline int on_role_exit(__u64 fd, __u8 role, __u8 kind, __u8 syscall)
 {
-	return on_enter(ctx->args[0], 0, 0, 0, FATHOM_SYS_CONNECT, 0);
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
+	struct sock_info *si = sock_of_fd(id, (__u32)fd, 1);
+	if (!si)
+		return 0;
+	struct sock_state *st = sock_state_of(si->sk, si->ino, role, 1);
+	if (!st)
+		return 0;
+	st->role = role;
+	emit_control(id, (__u32)fd, si, st, kind, syscall);
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	struct thread_ctx *t = thread_ctx();
-	if (!t || !t->in_call)
-		return 0;
-	t->in_call = 0;
 	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 fd = t->a.fd;
-	__u64 ts = t->a.ts;
-	/* The addresses are known now: cache them anew. */
-	struct sock_info *si = sock_of_fd(id, fd, 1);
-	if (!si)
-		return 0;
-	struct sock_state *st = sock_state_of(si->sk, si->ino, FATHOM_ROLE_CLIENT, 1);
-	if (!st)
-		return 0;
-	st->role = FATHOM_ROLE_CLIENT;
-	emit_control(id, fd, si, st, FATHOM_KIND_CONNECT, FATHOM_SYS_CONNECT, ts);
-	return 0;
-}
-
-static __always_inline int on_enter_accept(__u32 syscall)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id))
-		return 0;
-	struct thread_ctx *t = thread_ctx_create();
-	if (!t)
-		return 0;
-	t->a.ts = bpf_ktime_get_ns();
-	t->a.syscall = syscall;
-	t->in_call = 1;
-	return 0;
-}
-
-static __always_inline int on_exit_accept(long ret)
-{
-	struct thread_ctx *t = thread_ctx();
-	if (!t || !t->in_call)
-		return 0;
-	t->in_call = 0;
-	if (ret < 0)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	__u8 syscall = (__u8)t->a.syscall;
-	__u64 ts = t->a.ts;
-	struct sock_info *si = sock_of_fd(id, (__u32)ret, 1);
-	if (!si)
-		return 0;
-	struct sock_state *st = sock_state_of(si->sk, si->ino, FATHOM_ROLE_SERVER, 1);
-	if (!st)
-		return 0;
-	st->role = FATHOM_ROLE_SERVER;
-	emit_control(id, (__u32)ret, si, st, FATHOM_KIND_ACCEPT, syscall, ts);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept")
-int enter_accept(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter_accept(FATHOM_SYS_ACCEPT);
+	struct pt_regs *r = syscall_regs();
+	return on_role_exit(PT_REGS_PARM1_SYSCALL(r), FATHOM_ROLE_CLIENT, FATHOM_KIND_CONNECT, FATHOM_SYS_CONNECT);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
 int exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit_accept(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int enter_accept4(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter_accept(FATHOM_SYS_ACCEPT4);
+	if (ctx->ret < 0)
+		return 0;
+	return on_role_exit(ctx->ret, FATHOM_ROLE_SERVER, FATHOM_KIND_ACCEPT, FATHOM_SYS_ACCEPT);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit_accept(ctx->ret);
+	if (ctx->ret < 0)
+		return 0;
+	return on_role_exit(ctx->ret, FATHOM_ROLE_SERVER, FATHOM_KIND_ACCEPT, FATHOM_SYS_ACCEPT4);
 }
 
 /* close(): reported before the fd goes away, so user space can end the flow; the socket's state goes. Only fds
@@ -934,7 +869,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct sock_state *st = bpf_map_lookup_elem(&socks, &key);
 	if (!st)
 		return 0; /* never traced */
-	emit_control(id, k.fd, &si, st, FATHOM_KIND_CLOSE, FATHOM_SYS_CLOSE, bpf_ktime_get_ns());
+	emit_control(id, k.fd, &si, st, FATHOM_KIND_CLOSE, FATHOM_SYS_CLOSE);
 	bpf_map_delete_elem(&socks, &key);
 	return 0;
 }

@@ -575,3 +575,127 @@ fn noop_probes_attach_where_the_real_programs_do() {
     let raw = fathom_capture::ebpf::NoopProbes::attach_raw();
     assert!(raw.is_ok(), "{:?}", raw.err());
 }
+
+/// A server that peeks at each request (`recv(MSG_PEEK)`) before reading it, then answers; the client sends
+/// `N` requests on one keep-alive connection. Prints "ready", then serves one connection.
+const PEEK_SERVER: &str = r#"
+import socket, sys
+l = socket.socket()
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(1)
+print("ready", flush=True)
+c, _ = l.accept()
+while True:
+    head = c.recv(4096, socket.MSG_PEEK)
+    if not head:
+        break
+    data = c.recv(4096)
+    path = data.split(b" ")[1]
+    body = b"peeked " + path
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+"#;
+
+const PEEK_CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+for i in range(int(sys.argv[2])):
+    req = b"GET /peek-%d HTTP/1.1\r\nHost: x\r\n\r\n" % i
+    s.sendall(req)
+    got = b""
+    while not got.endswith(b"/peek-%d" % i):
+        got += s.recv(4096)
+s.close()
+"#;
+
+/// Bytes read twice (`MSG_PEEK`, then the real read) are found from the TCP sequence numbers the kernel side gives
+/// (at a call's exit: the socket's `copied_seq` minus the bytes read, unchanged by a peek) and dropped, so each
+/// request is parsed once; client and server agree on every sequence number.
+#[test]
+fn msg_peek_bytes_are_seen_once() {
+    let _serial = serial();
+    if !is_root() {
+        return skip("not running as root");
+    }
+    if !have("python3") {
+        return skip("python3 is not installed");
+    }
+    const N: usize = 5;
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("python3")
+        .args(["-c", PEEK_SERVER, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 server");
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(server.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        assert_eq!(line.trim(), "ready");
+    }
+    let server = Kill(server);
+    let mut src = EbpfSource::start(EbpfConfig {
+        comms: vec!["python3".into()],
+        ..EbpfConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("eBPF source failed to start: {e}"));
+    let st = Command::new("python3")
+        .args(["-c", PEEK_CLIENT, &port.to_string(), &N.to_string()])
+        .status()
+        .expect("python3 client");
+    assert!(st.success());
+    let mut events = Vec::new();
+    drain_for(&mut src, Duration::from_millis(500), &mut events);
+    drop(server);
+    src.stop();
+    while src.next_events(&mut events).expect("ebpf source") {}
+    let stats = src.stats().clone();
+    let mut engine = Engine::new(builtin_parsers(), Limits::default());
+    let mut logs: Vec<RequestLog> = Vec::new();
+    for e in &events {
+        engine.on_event(e, &mut logs);
+    }
+    engine.finish(&mut logs);
+    let logs: Vec<&RequestLog> = logs.iter().filter(|l| l.port_dst == port).collect();
+    // Each request is exactly GET /peek-i HTTP/1.1 + Host: the peeked copy of every one is a duplicate.
+    let request_len = |i: usize| format!("GET /peek-{i} HTTP/1.1\r\nHost: x\r\n\r\n").len() as u64;
+    let peeked: u64 = (0..N).map(request_len).sum();
+    assert_eq!(
+        stats.duplicate_bytes, peeked,
+        "duplicate bytes; stats {stats:?}"
+    );
+    for side in [TapSide::ServerProcess, TapSide::ClientProcess] {
+        let mut paths: Vec<String> = logs
+            .iter()
+            .filter(|l| l.tap_side == side)
+            .map(|l| {
+                assert_eq!(l.response_code, Some(200), "{l:?}");
+                l.request_resource.clone().unwrap_or_default()
+            })
+            .collect();
+        paths.sort();
+        let want: Vec<String> = (0..N).map(|i| format!("/peek-{i}")).collect();
+        assert_eq!(paths, want, "{side:?} logs: {logs:?}");
+    }
+    for i in 0..N {
+        let path = format!("/peek-{i}");
+        let of = |side: TapSide| {
+            logs.iter()
+                .find(|l| {
+                    l.tap_side == side && l.request_resource.as_deref() == Some(path.as_str())
+                })
+                .map(|l| (l.req_tcp_seq, l.resp_tcp_seq))
+        };
+        let (server, client) = (of(TapSide::ServerProcess), of(TapSide::ClientProcess));
+        assert!(
+            server.is_some_and(|(q, r)| q.is_some() && r.is_some()),
+            "{server:?}"
+        );
+        assert_eq!(server, client, "sequence numbers of {path}");
+    }
+}

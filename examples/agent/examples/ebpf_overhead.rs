@@ -10,17 +10,15 @@
 //! ```text
 //! cargo build --release -p fathom-agent --no-default-features --features ebpf --bin fathom-agent --example ebpf_overhead
 //! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http] [--no-ssl]
-//!     [--all-processes] [--floor] [--floor-raw] [--floor-exit]
+//!     [--all-processes] [--floor] [--floor-raw]
 //! ```
-//! `--floor` replaces the agent by empty eBPF programs on the same syscall tracepoints
-//! (`fathom_capture::ebpf::NoopProbes`): the cost of hooking the syscalls at all, which no tracer built on them
-//! can go below; `--floor-raw` attaches empty programs to the raw tracepoints `sys_enter`/`sys_exit` instead (the
-//! other syscall hook on a kernel without kprobes), `--floor-exit` to the exit tracepoints alone (and `close`'s entry:
-//! a design that would read each call's arguments at its exit).
-//! The agent traces only the benchmark's nginx (`--pid`, filtered in the kernel: one log per request) unless
-//! `--all-processes`; the OpenSSL uprobes still trap in wrk (and every process that calls libssl), where the
-//! programs return at the filter. `--no-ssl` passes `--no-ssl` to the
-//! agent (syscall tracing only, to separate the OpenSSL uprobes' cost).
+//! `--floor` replaces the agent by empty eBPF programs on the same hooks (`fathom_capture::ebpf::NoopProbes`: the
+//! syscall tracepoints, and the OpenSSL uprobes in nginx): the cost of hooking at all, which no tracer built on
+//! them can go below; `--floor-raw` attaches empty programs to the raw tracepoints `sys_enter`/`sys_exit` instead
+//! (the other syscall hook on a kernel without kprobes).
+//! The agent traces only the benchmark's nginx (`--pid`, filtered in the kernel: one log per request; the OpenSSL
+//! uprobes go into nginx alone) unless `--all-processes`. `--no-ssl` passes `--no-ssl` to the agent (syscall
+//! tracing only, to separate the OpenSSL uprobes' cost).
 //! nginx runs as one process (`master_process off`) pinned to CPU 0 and wrk one thread pinned to CPU 1 (`--cpus 0,1` to change; `taskset`
 //! from util-linux); the agent is not pinned, so on a 2-core machine its CPU time is taken from the other two,
 //! which is the overhead a user would see.
@@ -46,15 +44,12 @@ struct Opts {
     floor: bool,
     /// ... on the raw tracepoints `sys_enter`/`sys_exit` instead of the agent's hooks.
     floor_raw: bool,
-    /// ... on the syscall exit tracepoints alone (and `close` entry): a design that reads a call's arguments at
-    /// its exit.
-    floor_exit: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: ebpf_overhead [--pairs N] [--secs S] [--connections C] [--http] [--https] [--cpus NGINX,WRK] \
-         [--agent PATH] [--no-ssl] [--all-processes] [--floor] [--floor-raw] [--floor-exit]"
+         [--agent PATH] [--no-ssl] [--all-processes] [--floor] [--floor-raw]"
     );
     std::process::exit(2)
 }
@@ -78,7 +73,6 @@ fn parse_opts() -> Opts {
         trace_nginx_only: true,
         floor: false,
         floor_raw: false,
-        floor_exit: false,
     };
     let mut all = false;
     let mut args = std::env::args().skip(1);
@@ -97,10 +91,6 @@ fn parse_opts() -> Opts {
             "--floor-raw" => {
                 o.floor = true;
                 o.floor_raw = true;
-            }
-            "--floor-exit" => {
-                o.floor = true;
-                o.floor_exit = true;
             }
             "--cpus" => {
                 let v = val();
@@ -305,12 +295,6 @@ fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
             };
             if o.floor_raw {
                 fathom_capture::ebpf::NoopProbes::attach_raw()
-            } else if o.floor_exit {
-                fathom_capture::ebpf::NoopProbes::attach_some(
-                    |name| name.starts_with("exit_") || name == "enter_close",
-                    &ssl,
-                    &[nginx],
-                )
             } else {
                 fathom_capture::ebpf::NoopProbes::attach(&ssl, &[nginx])
             }

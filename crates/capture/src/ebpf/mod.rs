@@ -52,33 +52,21 @@ pub use ssl::{SslConfig, SslError};
 static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock_trace.bpf.o"));
 
-/// The eBPF programs and the tracepoints they attach to.
-pub const PROGRAMS: [(&str, &str); 27] = [
-    ("enter_write", "sys_enter_write"),
+/// The eBPF programs and the tracepoints they attach to: the exits of the socket calls (their arguments are read
+/// from the task's saved registers there) and the entry of `close` (while the fd still names the socket).
+pub const PROGRAMS: [(&str, &str); 14] = [
     ("exit_write", "sys_exit_write"),
-    ("enter_read", "sys_enter_read"),
     ("exit_read", "sys_exit_read"),
-    ("enter_sendto", "sys_enter_sendto"),
     ("exit_sendto", "sys_exit_sendto"),
-    ("enter_recvfrom", "sys_enter_recvfrom"),
     ("exit_recvfrom", "sys_exit_recvfrom"),
-    ("enter_writev", "sys_enter_writev"),
     ("exit_writev", "sys_exit_writev"),
-    ("enter_readv", "sys_enter_readv"),
     ("exit_readv", "sys_exit_readv"),
-    ("enter_sendmsg", "sys_enter_sendmsg"),
     ("exit_sendmsg", "sys_exit_sendmsg"),
-    ("enter_recvmsg", "sys_enter_recvmsg"),
     ("exit_recvmsg", "sys_exit_recvmsg"),
-    ("enter_sendmmsg", "sys_enter_sendmmsg"),
     ("exit_sendmmsg", "sys_exit_sendmmsg"),
-    ("enter_recvmmsg", "sys_enter_recvmmsg"),
     ("exit_recvmmsg", "sys_exit_recvmmsg"),
-    ("enter_connect", "sys_enter_connect"),
     ("exit_connect", "sys_exit_connect"),
-    ("enter_accept", "sys_enter_accept"),
     ("exit_accept", "sys_exit_accept"),
-    ("enter_accept4", "sys_enter_accept4"),
     ("exit_accept4", "sys_exit_accept4"),
     ("enter_close", "sys_enter_close"),
 ];
@@ -600,28 +588,11 @@ impl NoopProbes {
     /// # Errors
     /// [`EbpfError`] naming the program that failed to load or attach.
     pub fn attach(ssl: &SslConfig, ssl_scope_pids: &[u32]) -> Result<NoopProbes, EbpfError> {
-        Self::attach_some(|_| true, ssl, ssl_scope_pids)
-    }
-
-    /// As [`NoopProbes::attach`], with only the syscall programs of [`PROGRAMS`] whose names `keep` accepts (to
-    /// measure other hook designs, e.g. exit tracepoints alone).
-    ///
-    /// # Errors
-    /// [`EbpfError`] naming the program that failed to load or attach.
-    pub fn attach_some(
-        keep: impl Fn(&str) -> bool,
-        ssl: &SslConfig,
-        ssl_scope_pids: &[u32],
-    ) -> Result<NoopProbes, EbpfError> {
         let mut ebpf = EbpfLoader::new()
             .load(NOOP_OBJECT)
             .map_err(EbpfError::Object)?;
         ensure_tracefs()?;
-        for (name, tracepoint) in PROGRAMS {
-            if keep(name) {
-                attach_tracepoint(&mut ebpf, name, "syscalls", tracepoint)?;
-            }
-        }
+        attach_syscall_programs(&mut ebpf)?;
         let ssl = ssl::SslHooks::start(&mut ebpf, ssl, ssl_scope_pids)?;
         Ok(NoopProbes {
             _ssl: ssl,
