@@ -602,19 +602,16 @@ static __always_inline int emit_data(__u64 id, struct thread_ctx *t, struct args
 /* The exit of a data call on `fd` that moved `ret` bytes. The TCP sequence number of its first byte is the socket's
  * (write_seq for an egress, copied_seq for an ingress) now minus `ret`, except for a MSG_PEEK read, which did not
  * advance copied_seq. */
-static __always_inline int on_data_exit(long ret, __u64 fd, __u64 buf, __u64 iovcnt, __u64 addr, __u32 syscall,
-					__u8 kind, int peek)
+static __always_inline int on_data_exit(__u64 id, long ret, __u64 fd, __u64 buf, __u64 iovcnt, __u64 addr,
+					__u32 syscall, __u8 kind, int peek)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	if (ret <= 0) {
 		/* Nothing moved (EAGAIN...), but inside an SSL call it still names the SSL's socket. */
 		struct thread_ctx *t = thread_ctx();
-		if (t && t->in_ssl && t->ssl.fd == SSL_FD_UNKNOWN && traced(id) && sock_of_fd(id, (__u32)fd, 0))
+		if (t && t->in_ssl && t->ssl.fd == SSL_FD_UNKNOWN && sock_of_fd(id, (__u32)fd, 0))
 			ssl_syscall_enter(t, (__u32)fd);
 		return 0;
 	}
-	if (!traced(id))
-		return 0;
 	struct sock_info *si = sock_of_fd(id, (__u32)fd, 0);
 	if (!si)
 		return 0;
@@ -642,52 +639,71 @@ static __always_inline int on_data_exit(long ret, __u64 fd, __u64 buf, __u64 iov
 SEC("tracepoint/syscalls/sys_exit_write")
 int exit_write(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, 0, FATHOM_SYS_WRITE,
+	return on_data_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, 0, FATHOM_SYS_WRITE,
 			    FATHOM_KIND_EGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_read")
 int exit_read(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, 0, FATHOM_SYS_READ,
+	return on_data_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, 0, FATHOM_SYS_READ,
 			    FATHOM_KIND_INGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendto")
 int exit_sendto(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, PT_REGS_PARM5_SYSCALL(r),
+	return on_data_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, PT_REGS_PARM5_SYSCALL(r),
 			    FATHOM_SYS_SENDTO, FATHOM_KIND_EGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
 int exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, PT_REGS_PARM5_SYSCALL(r),
+	return on_data_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), 0, PT_REGS_PARM5_SYSCALL(r),
 			    FATHOM_SYS_RECVFROM, FATHOM_KIND_INGRESS, PT_REGS_PARM4_SYSCALL(r) & MSG_PEEK);
 }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
 int exit_writev(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), PT_REGS_PARM3_SYSCALL(r), 0,
+	return on_data_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), PT_REGS_PARM3_SYSCALL(r), 0,
 			    FATHOM_SYS_WRITEV, FATHOM_KIND_EGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_readv")
 int exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_data_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), PT_REGS_PARM3_SYSCALL(r), 0,
+	return on_data_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), PT_REGS_PARM3_SYSCALL(r), 0,
 			    FATHOM_SYS_READV, FATHOM_KIND_INGRESS, 0);
 }
 
-static __always_inline int on_msg_exit(long ret, __u64 fd, __u64 msgp, __u32 syscall, __u8 kind, int peek)
+static __always_inline int on_msg_exit(__u64 id, long ret, __u64 fd, __u64 msgp, __u32 syscall, __u8 kind,
+				       int peek)
 {
 	if (ret <= 0)
 		return 0;
@@ -696,22 +712,28 @@ static __always_inline int on_msg_exit(long ret, __u64 fd, __u64 msgp, __u32 sys
 		return 0;
 	if (!msg.msg_iovlen)
 		return 0;
-	return on_data_exit(ret, fd, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)msg.msg_name, syscall, kind, peek);
+	return on_data_exit(id, ret, fd, (__u64)msg.msg_iov, msg.msg_iovlen, (__u64)msg.msg_name, syscall, kind, peek);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_msg_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_SENDMSG,
+	return on_msg_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_SENDMSG,
 			   FATHOM_KIND_EGRESS, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_msg_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_RECVMSG,
+	return on_msg_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_RECVMSG,
 			   FATHOM_KIND_INGRESS, PT_REGS_PARM3_SYSCALL(r) & MSG_PEEK);
 }
 
@@ -720,12 +742,9 @@ int exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
  * FATHOM_STAT_MMSG_SKIPPED. (glibc's resolver sends its A and AAAA queries with one sendmmsg.) */
 #define MAX_MMSG 4
 
-static __always_inline int on_mmsg_exit(long ret, __u64 fd, __u64 vec, __u32 syscall, __u8 kind)
+static __always_inline int on_mmsg_exit(__u64 id, long ret, __u64 fd, __u64 vec, __u32 syscall, __u8 kind)
 {
 	if (ret <= 0 || !vec)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id))
 		return 0;
 	struct sock_info *si = sock_of_fd(id, (__u32)fd, 0);
 	if (!si)
@@ -781,16 +800,22 @@ static __always_inline int on_mmsg_exit(long ret, __u64 fd, __u64 vec, __u32 sys
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_mmsg_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_SENDMMSG,
+	return on_mmsg_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_SENDMMSG,
 			    FATHOM_KIND_EGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id))
+		return 0;
 	struct pt_regs *r = syscall_regs();
-	return on_mmsg_exit(ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_RECVMMSG,
+	return on_mmsg_exit(id, ctx->ret, PT_REGS_PARM1_SYSCALL(r), PT_REGS_PARM2_SYSCALL(r), FATHOM_SYS_RECVMMSG,
 			    FATHOM_KIND_INGRESS);
 }
 
