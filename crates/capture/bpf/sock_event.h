@@ -43,8 +43,9 @@
 #define FATHOM_FLAG_TLS 2     /* data is TLS plaintext from a library hook (not a syscall) */
 
 struct fathom_sock_event {
-	__u64 ts_enter_ns; /* bpf_ktime_get_ns() at syscall entry (CLOCK_MONOTONIC) */
-	__u64 ts_exit_ns;  /* at syscall exit (== ts_enter_ns for close) */
+	__u64 ts_enter_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) at the call's entry: only OpenSSL plaintext events
+			    * have one (SSL call entry); syscall events are timed at their exit and set both equal */
+	__u64 ts_exit_ns;  /* at the call's exit (close: at its entry) */
 	__u64 socket_id;   /* unique per socket for the life of the programs (never reused) */
 	__u64 trace_id;    /* syscall_trace_id (thread causality, see docs/ebpf.md), 0 when none */
 	__u64 cgroup_id;   /* cgroup v2 id of the thread */
@@ -54,7 +55,8 @@ struct fathom_sock_event {
 	__u32 len;      /* bytes the syscall transferred (its return value) */
 	__u32 captured; /* bytes in data (<= len, <= the capture length) */
 	__u32 sock_seq; /* per-socket event number, 0, 1, 2...: a hole means events were lost */
-	__u32 tcp_seq;  /* TCP sequence number of the first byte (write_seq at egress entry, copied_seq at ingress entry) */
+	__u32 tcp_seq;  /* TCP sequence number of the first byte (write_seq or copied_seq at exit minus the length; MSG_PEEK:
+			 * copied_seq) */
 	__u8 kind;      /* FATHOM_KIND_* */
 	__u8 family;    /* AF_INET (2) or AF_INET6 (10) */
 	__u8 syscall;   /* FATHOM_SYS_* */
