@@ -1,13 +1,14 @@
 //! Live capture of socket data with eBPF (feature `ebpf`, Linux >= 5.12 with BTF, root or CAP_BPF + CAP_PERFMON).
 //!
-//! Syscall tracepoints (`sys_enter`/`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`,
-//! `sendmsg`, `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first 4 messages),
-//! `connect`, `accept`, `accept4`, and `sys_enter_close`; `sched_process_exit` for process exits) see the
-//! bytes every process moves through its AF_INET/AF_INET6 TCP and UDP sockets. The entry programs apply the
-//! in-kernel filter ([`EbpfConfig::pids`], [`EbpfConfig::comms`], [`EbpfConfig::cgroups`]; the agent's own
-//! process is never traced), resolve the socket from the fd with CO-RE reads and note the TCP sequence number;
-//! the exit programs push one event per call (the first [`EbpfConfig::capture_len`] bytes and the real length,
-//! entry and exit times, a per-socket id and event number, the syscall trace id) into a BPF ring buffer.
+//! Syscall tracepoints (`sys_exit` of `write`, `read`, `sendto`, `recvfrom`, `writev`, `readv`, `sendmsg`,
+//! `recvmsg` (the first 8 iovec entries), `sendmmsg`, `recvmmsg` (their first 4 messages), `connect`, `accept`,
+//! `accept4`, and `sys_enter_close`; `sched_process_exit` for process exits) see the bytes every process moves
+//! through its AF_INET/AF_INET6 TCP and UDP sockets. Only the exits are hooked: there the task's saved registers
+//! still hold the call's arguments. The programs apply the in-kernel filter ([`EbpfConfig::pids`],
+//! [`EbpfConfig::comms`], [`EbpfConfig::cgroups`]; the agent's own process is never traced), resolve the socket
+//! from the fd (cached per process and fd, checked against the fd table) and push one event per call (the first
+//! [`EbpfConfig::capture_len`] bytes and the real length, the exit time, the TCP sequence number of the first
+//! byte, a per-socket id and event number, the syscall trace id) into a BPF ring buffer.
 //! [`EbpfSource`] turns them into the same [`StreamEvent`]s as the packet path, with
 //! [`fathom_model::ChunkOrigin::Syscall`] origins. `docs/ebpf.md` describes the events and the rules.
 //!
