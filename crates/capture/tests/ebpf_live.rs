@@ -574,6 +574,9 @@ fn noop_probes_attach_where_the_real_programs_do() {
     assert!(again.is_ok(), "{:?}", again.err());
     let raw = fathom_capture::ebpf::NoopProbes::attach_raw();
     assert!(raw.is_ok(), "{:?}", raw.err());
+    let copying = fathom_capture::ebpf::NoopProbes::attach_copying(std::process::id(), 4096);
+    assert!(copying.is_ok(), "{:?}", copying.err());
+    drop(copying); // stops and joins its reader
 }
 
 /// A server that peeks at each request (`recv(MSG_PEEK)`) before reading it, then answers; the client sends

@@ -10,12 +10,14 @@
 //! ```text
 //! cargo build --release -p fathom-agent --no-default-features --features ebpf --bin fathom-agent --example ebpf_overhead
 //! target/release/examples/ebpf_overhead [--pairs 3] [--secs 10] [--connections 16] [--https] [--http] [--no-ssl]
-//!     [--all-processes] [--floor] [--floor-raw]
+//!     [--all-processes] [--floor] [--floor-raw] [--floor-copy]
 //! ```
 //! `--floor` replaces the agent by empty eBPF programs on the same hooks (`fathom_capture::ebpf::NoopProbes`: the
 //! syscall tracepoints, and the OpenSSL uprobes in nginx): the cost of hooking at all, which no tracer built on
 //! them can go below; `--floor-raw` attaches empty programs to the raw tracepoints `sys_enter`/`sys_exit` instead
-//! (the other syscall hook on a kernel without kprobes).
+//! (the other syscall hook on a kernel without kprobes); `--floor-copy` attaches programs that only copy each
+//! nginx call's bytes (up to 4096) into a ring buffer that a thread drains without parsing: the least any payload
+//! capture must do in the traced process.
 //! The agent traces only the benchmark's nginx (`--pid`, filtered in the kernel: one log per request; the OpenSSL
 //! uprobes go into nginx alone) unless `--all-processes`. `--no-ssl` passes `--no-ssl` to the agent (syscall
 //! tracing only, to separate the OpenSSL uprobes' cost).
@@ -44,12 +46,14 @@ struct Opts {
     floor: bool,
     /// ... on the raw tracepoints `sys_enter`/`sys_exit` instead of the agent's hooks.
     floor_raw: bool,
+    /// ... that copy each nginx call's bytes into a ring drained without parsing (`NoopProbes::attach_copying`).
+    floor_copy: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: ebpf_overhead [--pairs N] [--secs S] [--connections C] [--http] [--https] [--cpus NGINX,WRK] \
-         [--agent PATH] [--no-ssl] [--all-processes] [--floor] [--floor-raw]"
+         [--agent PATH] [--no-ssl] [--all-processes] [--floor] [--floor-raw] [--floor-copy]"
     );
     std::process::exit(2)
 }
@@ -73,6 +77,7 @@ fn parse_opts() -> Opts {
         trace_nginx_only: true,
         floor: false,
         floor_raw: false,
+        floor_copy: false,
     };
     let mut all = false;
     let mut args = std::env::args().skip(1);
@@ -91,6 +96,10 @@ fn parse_opts() -> Opts {
             "--floor-raw" => {
                 o.floor = true;
                 o.floor_raw = true;
+            }
+            "--floor-copy" => {
+                o.floor = true;
+                o.floor_copy = true;
             }
             "--cpus" => {
                 let v = val();
@@ -295,6 +304,8 @@ fn run(url: &str, traced: bool, o: &Opts, nginx: u32) -> Run {
             };
             if o.floor_raw {
                 fathom_capture::ebpf::NoopProbes::attach_raw()
+            } else if o.floor_copy {
+                fathom_capture::ebpf::NoopProbes::attach_copying(nginx, 4096)
             } else {
                 fathom_capture::ebpf::NoopProbes::attach(&ssl, &[nginx])
             }

@@ -572,8 +572,22 @@ static NOOP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// # Ok::<(), fathom_capture::EbpfError>(())
 /// ```
 pub struct NoopProbes {
+    /// The reader of the copying floor's ring ([`NoopProbes::attach_copying`]): its stop flag and thread.
+    drain: Option<(
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
     _ssl: ssl::SslHooks,
     _ebpf: Ebpf,
+}
+
+impl Drop for NoopProbes {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.drain.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for NoopProbes {
@@ -596,6 +610,7 @@ impl NoopProbes {
         attach_syscall_programs(&mut ebpf)?;
         let ssl = ssl::SslHooks::start(&mut ebpf, ssl, ssl_scope_pids)?;
         Ok(NoopProbes {
+            drain: None,
             _ssl: ssl,
             _ebpf: ebpf,
         })
@@ -621,6 +636,48 @@ impl NoopProbes {
                 })?;
         }
         Ok(NoopProbes {
+            drain: None,
+            _ssl: ssl::SslHooks::default(),
+            _ebpf: ebpf,
+        })
+    }
+
+    /// The copying floor: on the same syscall tracepoints, programs that only copy the bytes each data call of
+    /// process `pid` moved (at most `capture_len`, at most 4096, the first 2 iovec entries of vectored calls) into a
+    /// ring buffer, which a thread of this process drains as the agent would (woken once 1 MiB waits, or every
+    /// 20 ms) without looking at it. What any tracer that
+    /// captures payloads must at least do inside the traced process: no socket lookup, no state, no parsing.
+    ///
+    /// # Errors
+    /// [`EbpfError`] naming the program or map that failed.
+    pub fn attach_copying(pid: u32, capture_len: u32) -> Result<NoopProbes, EbpfError> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global("copy_pid", &pid, true)
+            .override_global("copy_len", &capture_len, true)
+            .load(NOOP_OBJECT)
+            .map_err(EbpfError::Object)?;
+        ensure_tracefs()?;
+        attach_syscall_programs(&mut ebpf)?;
+        let ring = ebpf.take_map("copy_ring").ok_or(EbpfError::Missing {
+            what: "map",
+            name: "copy_ring",
+        })?;
+        let mut ring = RingBuf::try_from(ring).map_err(|source| EbpfError::Map {
+            name: "copy_ring",
+            source,
+        })?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        // Read as the agent does: woken by the kernel once 1 MiB waits, or every 20 ms.
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                while ring.next().is_some() {}
+                let mut fds = [PollFd::new(ring.as_fd(), PollFlags::POLLIN)];
+                let _ = nix::poll::poll(&mut fds, PollTimeout::from(20u8));
+            }
+        });
+        Ok(NoopProbes {
+            drain: Some((stop, thread)),
             _ssl: ssl::SslHooks::default(),
             _ebpf: ebpf,
         })
