@@ -104,7 +104,15 @@ impl DirState {
 
     /// Capture time and TCP sequence number of the byte at absolute offset `pos`.
     fn locate(&self, pos: u64) -> (TimestampUs, Option<u32>) {
-        let i = self.marks.partition_point(|m| m.offset <= pos);
+        // Messages usually start in one of the newest chunks: look there before searching all the marks.
+        let n = self.marks.len();
+        let i = if self.marks.back().is_some_and(|m| m.offset <= pos) {
+            n
+        } else if n >= 2 && self.marks[n - 2].offset <= pos {
+            n - 1
+        } else {
+            self.marks.partition_point(|m| m.offset <= pos)
+        };
         let m = match i {
             0 => self.marks.front(),
             _ => self.marks.get(i - 1),
@@ -740,9 +748,10 @@ fn build_log(
     let mut info = LogInfo::default();
     let mut xrid0 = None;
     let mut xrid1 = None;
-    match (&request, &response) {
+    // The messages are owned: their fields move into the log (no string copies).
+    match (request, response) {
         (Some(req), resp) => {
-            let mut rinfo = req.msg.info.clone();
+            let mut rinfo = req.msg.info;
             xrid0 = rinfo.x_request_id.take();
             info = rinfo;
             log.start_time_us = req.start_us;
@@ -751,7 +760,7 @@ fn build_log(
             log.syscall_trace_id_request = origin_fields(&mut log, &req.origin);
             match resp {
                 Some(resp) => {
-                    let mut sinfo = resp.msg.info.clone();
+                    let mut sinfo = resp.msg.info;
                     xrid1 = sinfo.x_request_id.take();
                     if !sinfo.tags.is_empty() {
                         // The response's tags after the request's (a later key wins).
@@ -785,7 +794,7 @@ fn build_log(
             }
         }
         (None, Some(one)) => {
-            let mut oinfo = one.msg.info.clone();
+            let mut oinfo = one.msg.info;
             if one.msg.direction == Direction::ClientToServer {
                 xrid0 = oinfo.x_request_id.take();
             } else {

@@ -9,6 +9,9 @@
 //! - [`logs_from_pcap`] / [`flows_from_pcap`]: whole-capture helpers returning vectors (for tests).
 //! - [`run_pcap`]: the streaming form used by the CLI: every log and flow goes to a callback as it is produced.
 //! - [`Summary`]: the human summary printed without `--json`.
+//! - [`json::write_log`]: the `--json logs` line of a log (what serde_json writes, faster).
+
+pub mod json;
 
 use anyhow::Context as _;
 use fathom_capture::{CaptureError, Config, Counters, EventSource, FileSource, PacketCapture};

@@ -344,6 +344,7 @@ fn run_file(
         ..RunOptions::default()
     };
     let mut n = 0u64;
+    let mut line = Vec::new();
     let sink = |o: Output<'_>| {
         if write_err.is_some() {
             return;
@@ -359,9 +360,12 @@ fn run_file(
             }
         }
         let r = match (&o, json) {
-            (Output::Log(l), Some(JsonKind::Logs)) => serde_json::to_writer(&mut w, l)
-                .map_err(std::io::Error::from)
-                .and_then(|_| w.write_all(b"\n")),
+            (Output::Log(l), Some(JsonKind::Logs)) => {
+                line.clear();
+                fathom_agent::json::write_log(l, &mut line);
+                line.push(b'\n');
+                w.write_all(&line)
+            }
             (Output::Flow(f), Some(JsonKind::Flows)) => serde_json::to_writer(&mut w, f)
                 .map_err(std::io::Error::from)
                 .and_then(|_| w.write_all(b"\n")),
