@@ -331,7 +331,7 @@ impl Engine {
         {
             let dir = &mut flow.dirs[d];
             dir.mark(chunk.time_us, chunk.seq);
-            dir.origin = chunk.origin.clone();
+            set_origin(&mut dir.origin, &chunk.origin);
         }
         if flow.unknown || flow.unsupported {
             let dir = &mut flow.dirs[d];
@@ -715,6 +715,41 @@ fn run_hooks(
     }
 }
 
+/// `*dst = src.clone()`, keeping the process name's `Arc` when it is the same one (its reference count is
+/// shared with the capture thread: changing it per chunk showed in profiles).
+fn set_origin(dst: &mut ChunkOrigin, src: &ChunkOrigin) {
+    match (dst, src) {
+        (
+            ChunkOrigin::Syscall {
+                pid,
+                tid,
+                fd,
+                comm,
+                syscall_trace_id,
+                tls_plaintext,
+                side,
+            },
+            ChunkOrigin::Syscall {
+                pid: src_pid,
+                tid: src_tid,
+                fd: src_fd,
+                comm: src_comm,
+                syscall_trace_id: src_trace_id,
+                tls_plaintext: src_tls,
+                side: src_side,
+            },
+        ) if Arc::ptr_eq(comm, src_comm) => {
+            *pid = *src_pid;
+            *tid = *src_tid;
+            *fd = *src_fd;
+            *syscall_trace_id = *src_trace_id;
+            *tls_plaintext = *src_tls;
+            *side = *src_side;
+        }
+        (dst, src) => *dst = src.clone(),
+    }
+}
+
 fn origin_fields(log: &mut RequestLog, origin: &ChunkOrigin) -> Option<u64> {
     match origin {
         ChunkOrigin::Packet => None,
@@ -729,7 +764,10 @@ fn origin_fields(log: &mut RequestLog, origin: &ChunkOrigin) -> Option<u64> {
             log.tap_side = *side;
             log.process_id = Some(*pid);
             log.thread_id = Some(*tid);
-            log.process_name = Some(comm.to_string());
+            // The response's process is usually the request's: keep the name already set then.
+            if log.process_name.as_deref() != Some(&**comm) {
+                log.process_name = Some(comm.to_string());
+            }
             (*syscall_trace_id != 0).then_some(*syscall_trace_id)
         }
     }
@@ -833,4 +871,43 @@ fn build_log(
     }
     let _ = Correlation::Unpaired;
     log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `set_origin` leaves exactly what a clone would, whether the process name is shared, equal or different.
+    #[test]
+    fn set_origin_is_a_clone() {
+        let curl: Arc<str> = Arc::from("curl");
+        let syscall = |pid, comm: &Arc<str>, trace| ChunkOrigin::Syscall {
+            pid,
+            tid: pid + 1,
+            fd: 3,
+            comm: comm.clone(),
+            syscall_trace_id: trace,
+            tls_plaintext: trace % 2 == 0,
+            side: if trace % 2 == 0 {
+                TapSide::ClientProcess
+            } else {
+                TapSide::ServerProcess
+            },
+        };
+        let other: Arc<str> = Arc::from("curl");
+        let origins = [
+            ChunkOrigin::Packet,
+            syscall(1, &curl, 7),
+            syscall(2, &curl, 8),
+            syscall(3, &other, 9),
+            syscall(4, &Arc::from("nginx"), 0),
+        ];
+        for a in &origins {
+            for b in &origins {
+                let mut dst = a.clone();
+                set_origin(&mut dst, b);
+                assert_eq!(&dst, b);
+            }
+        }
+    }
 }

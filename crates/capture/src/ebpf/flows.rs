@@ -3,7 +3,7 @@
 
 use super::event::{Kind, Role, SockEvent, L4};
 use crate::{dst_is_server, Counters};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fathom_model::{
     ChunkOrigin, CloseType, Direction, FlowEnd, FlowId, FlowKey, FlowRecord, L4Protocol,
     StreamChunk, StreamEvent, TapSide,
@@ -130,13 +130,7 @@ pub(crate) struct SyscallFlows<L> {
     max_sockets: usize,
     max_peers: usize,
     stats: FlowStats,
-    /// Where chunk payloads are copied: one allocation per [`ARENA_BYTES`] of payload instead of one per
-    /// event (the chunks share it; it is freed when the last one is dropped).
-    arena: BytesMut,
 }
-
-/// Size of a payload arena block (see [`SyscallFlows::arena`]).
-const ARENA_BYTES: usize = 64 * 1024;
 
 impl<L: ListenPorts> SyscallFlows<L> {
     pub(crate) fn new(
@@ -159,7 +153,6 @@ impl<L: ListenPorts> SyscallFlows<L> {
             max_sockets: max_sockets.max(1),
             max_peers: 256,
             stats: FlowStats::default(),
-            arena: BytesMut::new(),
         }
     }
 
@@ -481,7 +474,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
             time_us,
             seq,
             gap_before,
-            bytes: self.copy_payload(data),
+            bytes: Bytes::copy_from_slice(data),
             origin: ChunkOrigin::Syscall {
                 pid: e.pid,
                 tid: e.tid,
@@ -492,18 +485,6 @@ impl<L: ListenPorts> SyscallFlows<L> {
                 side,
             },
         }));
-    }
-
-    /// A chunk's own copy of `data`, carved from the payload arena.
-    fn copy_payload(&mut self, data: &[u8]) -> Bytes {
-        if data.len() > ARENA_BYTES / 4 {
-            return Bytes::copy_from_slice(data);
-        }
-        if self.arena.capacity() - self.arena.len() < data.len() {
-            self.arena = BytesMut::with_capacity(ARENA_BYTES);
-        }
-        self.arena.extend_from_slice(data);
-        self.arena.split().freeze()
     }
 
     /// Remember where an unclosed socket's numbering stopped.
