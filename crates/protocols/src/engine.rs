@@ -715,8 +715,7 @@ fn run_hooks(
     }
 }
 
-/// `*dst = src.clone()`, keeping the process name's `Arc` when it is the same one (its reference count is
-/// shared with the capture thread: changing it per chunk showed in profiles).
+/// `*dst = src.clone()`, field by field (no drop and rebuild of the enum per chunk).
 fn set_origin(dst: &mut ChunkOrigin, src: &ChunkOrigin) {
     match (dst, src) {
         (
@@ -738,7 +737,8 @@ fn set_origin(dst: &mut ChunkOrigin, src: &ChunkOrigin) {
                 tls_plaintext: src_tls,
                 side: src_side,
             },
-        ) if Arc::ptr_eq(comm, src_comm) => {
+        ) => {
+            *comm = *src_comm;
             *pid = *src_pid;
             *tid = *src_tid;
             *fd = *src_fd;
@@ -876,16 +876,17 @@ fn build_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fathom_model::ProcessName;
 
-    /// `set_origin` leaves exactly what a clone would, whether the process name is shared, equal or different.
+    /// `set_origin` leaves exactly what a clone would.
     #[test]
     fn set_origin_is_a_clone() {
-        let curl: Arc<str> = Arc::from("curl");
-        let syscall = |pid, comm: &Arc<str>, trace| ChunkOrigin::Syscall {
+        let curl = ProcessName::new("curl");
+        let syscall = |pid, comm: &ProcessName, trace| ChunkOrigin::Syscall {
             pid,
             tid: pid + 1,
             fd: 3,
-            comm: comm.clone(),
+            comm: *comm,
             syscall_trace_id: trace,
             tls_plaintext: trace % 2 == 0,
             side: if trace % 2 == 0 {
@@ -894,13 +895,13 @@ mod tests {
                 TapSide::ServerProcess
             },
         };
-        let other: Arc<str> = Arc::from("curl");
+        let other = ProcessName::new("curl ");
         let origins = [
             ChunkOrigin::Packet,
             syscall(1, &curl, 7),
             syscall(2, &curl, 8),
             syscall(3, &other, 9),
-            syscall(4, &Arc::from("nginx"), 0),
+            syscall(4, &ProcessName::new("nginx"), 0),
         ];
         for a in &origins {
             for b in &origins {

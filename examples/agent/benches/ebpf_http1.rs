@@ -11,9 +11,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fathom_agent::{run_source, Output, RunOptions};
 use fathom_capture::{CaptureError, Counters, EventSource};
 use fathom_model::{
-    ChunkOrigin, Direction, FlowKey, L4Protocol, StreamChunk, StreamEvent, TapSide,
+    ChunkOrigin, Direction, FlowKey, L4Protocol, ProcessName, StreamChunk, StreamEvent, TapSide,
 };
-use std::sync::Arc;
 
 const CONNECTIONS: u64 = 16;
 const REQUESTS: u64 = 4096;
@@ -48,7 +47,7 @@ Connection: keep-alive\r\nETag: \"6927f5e0-264\"\r\nAccept-Ranges: bytes\r\n\r\n
             .to_vec();
     response.extend_from_slice(&[b'x'; 612]);
     let response = Bytes::from(response);
-    let comm: Arc<str> = Arc::from("nginx");
+    let comm = ProcessName::new("nginx");
     let mut seq = [[1000u32; 2]; CONNECTIONS as usize];
     let mut events = Vec::new();
     let t0 = 1_795_000_000_000_000u64;
@@ -78,7 +77,7 @@ Connection: keep-alive\r\nETag: \"6927f5e0-264\"\r\nAccept-Ranges: bytes\r\n\r\n
                     pid: 4242,
                     tid: 4242,
                     fd: 10 + c as u32,
-                    comm: comm.clone(),
+                    comm,
                     syscall_trace_id: i * 2 + d.index() as u64 + 1,
                     tls_plaintext: false,
                     side: TapSide::ServerProcess,

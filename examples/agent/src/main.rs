@@ -345,14 +345,27 @@ fn run_file(
     };
     let mut n = 0u64;
     let mut line = Vec::new();
+    let live = !matches!(input, Input::Pcap(_));
+    let mut last_flush = std::time::Instant::now();
     let sink = |o: Output<'_>| {
         if write_err.is_some() {
+            return;
+        }
+        if let Output::BatchDone = o {
+            // Live output appears within about 100 ms (plus a poll), not only once the buffer is full.
+            if live && last_flush.elapsed() >= std::time::Duration::from_millis(100) {
+                last_flush = std::time::Instant::now();
+                if let Err(e) = w.flush() {
+                    write_err = Some(e);
+                }
+            }
             return;
         }
         if let Some(m) = metrics.as_deref_mut() {
             let r = match &o {
                 Output::Log(l) => m.on_log(l, &mut w),
                 Output::Flow(f) => m.on_flow(f, &mut w),
+                Output::BatchDone => Ok(()),
             };
             if let Err(e) = r {
                 write_err = Some(e);
