@@ -72,8 +72,8 @@ pub enum Output<'a> {
     /// A finished flow (with `l7_protocol` set when detected).
     Flow(&'a FlowRecord),
     /// One batch of the source was handled and everything it produced was delivered: a point to flush buffered
-    /// output. A live source delivers a batch, possibly empty, at least every poll (see
-    /// [`fathom_capture::EbpfConfig::poll_timeout`]), so this comes even while no traffic does.
+    /// output. A live source delivers a batch, possibly empty, at least every poll (the eBPF source's
+    /// `poll_timeout`), so this comes even while no traffic does.
     BatchDone,
 }
 
