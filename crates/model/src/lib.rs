@@ -32,7 +32,7 @@ mod stream;
 pub use flow::{CloseType, Direction, FlowKey, FlowRecord, L4Protocol};
 pub use log::{RequestLog, ResponseStatus, TapSide};
 pub use protocol::L7Protocol;
-pub use stream::{ChunkOrigin, FlowEnd, FlowId, StreamChunk, StreamEvent};
+pub use stream::{ChunkOrigin, FlowEnd, FlowId, ProcessName, StreamChunk, StreamEvent};
 
 /// Microseconds since the Unix epoch, on the capture clock (packet timestamps for files, wall clock live).
 pub type TimestampUs = u64;

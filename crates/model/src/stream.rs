@@ -2,10 +2,83 @@
 
 use crate::{Direction, FlowKey, FlowRecord, TimestampUs};
 use bytes::Bytes;
-use std::sync::Arc;
 
 /// A capture-local flow identifier, unique for the lifetime of a capture source (never reused).
 pub type FlowId = u64;
+
+/// A process name (`comm`), held inline: copying it into every chunk costs no allocation and no shared
+/// reference count (an `Arc<str>` here cost an atomic operation per chunk and per message).
+///
+/// Holds up to [`ProcessName::MAX_LEN`] bytes: a kernel `comm` (at most 15 bytes) always fits, even with each
+/// byte that is not UTF-8 replaced by U+FFFD. A longer name is cut at a character boundary.
+///
+/// ```
+/// use fathom_model::ProcessName;
+/// let name = ProcessName::new("nginx");
+/// assert_eq!(&*name, "nginx");
+/// assert_eq!(name.to_string(), "nginx");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcessName {
+    len: u8,
+    buf: [u8; ProcessName::MAX_LEN],
+}
+
+impl ProcessName {
+    /// The longest name held, in bytes.
+    pub const MAX_LEN: usize = 47;
+
+    /// `name`, cut to [`ProcessName::MAX_LEN`] bytes at a character boundary.
+    pub fn new(name: &str) -> ProcessName {
+        let mut len = name.len().min(Self::MAX_LEN);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut buf = [0u8; Self::MAX_LEN];
+        buf[..len].copy_from_slice(&name.as_bytes()[..len]);
+        ProcessName {
+            len: len as u8,
+            buf,
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Always valid: copied from a `str`, cut at a character boundary.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl Default for ProcessName {
+    fn default() -> Self {
+        ProcessName::new("")
+    }
+}
+
+impl std::ops::Deref for ProcessName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for ProcessName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for ProcessName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for ProcessName {
+    fn from(name: &str) -> Self {
+        ProcessName::new(name)
+    }
+}
 
 /// Where the bytes of a chunk were observed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -22,7 +95,7 @@ pub enum ChunkOrigin {
         /// Socket file descriptor.
         fd: u32,
         /// Process name (`comm`).
-        comm: Arc<str>,
+        comm: ProcessName,
         /// Thread-causality id (see `fathom-tracing-assoc`), 0 when unknown.
         syscall_trace_id: u64,
         /// True when the bytes are TLS plaintext from a library hook.
@@ -83,4 +156,24 @@ pub enum StreamEvent {
     Chunk(StreamChunk),
     /// The end of a flow; no chunk of that flow id follows.
     FlowEnd(Box<FlowEnd>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProcessName;
+
+    #[test]
+    fn process_names_are_kept_or_cut_at_a_character_boundary() {
+        assert_eq!(&*ProcessName::new(""), "");
+        assert_eq!(&*ProcessName::default(), "");
+        let comm = String::from_utf8_lossy(
+            b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4\xf3\xf2\xf1",
+        );
+        assert_eq!(&*ProcessName::new(&comm), comm, "a lossy 15-byte comm fits");
+        let long = "é".repeat(30);
+        let cut = ProcessName::new(&long);
+        assert_eq!(cut.len(), 46);
+        assert!(long.starts_with(&*cut));
+        assert_eq!(format!("{cut:?}"), format!("{:?}", "é".repeat(23)));
+    }
 }

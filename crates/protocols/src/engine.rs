@@ -104,7 +104,15 @@ impl DirState {
 
     /// Capture time and TCP sequence number of the byte at absolute offset `pos`.
     fn locate(&self, pos: u64) -> (TimestampUs, Option<u32>) {
-        let i = self.marks.partition_point(|m| m.offset <= pos);
+        // Messages usually start in one of the newest chunks: look there before searching all the marks.
+        let n = self.marks.len();
+        let i = if self.marks.back().is_some_and(|m| m.offset <= pos) {
+            n
+        } else if n >= 2 && self.marks[n - 2].offset <= pos {
+            n - 1
+        } else {
+            self.marks.partition_point(|m| m.offset <= pos)
+        };
         let m = match i {
             0 => self.marks.front(),
             _ => self.marks.get(i - 1),
@@ -323,7 +331,7 @@ impl Engine {
         {
             let dir = &mut flow.dirs[d];
             dir.mark(chunk.time_us, chunk.seq);
-            dir.origin = chunk.origin.clone();
+            set_origin(&mut dir.origin, &chunk.origin);
         }
         if flow.unknown || flow.unsupported {
             let dir = &mut flow.dirs[d];
@@ -707,6 +715,41 @@ fn run_hooks(
     }
 }
 
+/// `*dst = src.clone()`, field by field (no drop and rebuild of the enum per chunk).
+fn set_origin(dst: &mut ChunkOrigin, src: &ChunkOrigin) {
+    match (dst, src) {
+        (
+            ChunkOrigin::Syscall {
+                pid,
+                tid,
+                fd,
+                comm,
+                syscall_trace_id,
+                tls_plaintext,
+                side,
+            },
+            ChunkOrigin::Syscall {
+                pid: src_pid,
+                tid: src_tid,
+                fd: src_fd,
+                comm: src_comm,
+                syscall_trace_id: src_trace_id,
+                tls_plaintext: src_tls,
+                side: src_side,
+            },
+        ) => {
+            *comm = *src_comm;
+            *pid = *src_pid;
+            *tid = *src_tid;
+            *fd = *src_fd;
+            *syscall_trace_id = *src_trace_id;
+            *tls_plaintext = *src_tls;
+            *side = *src_side;
+        }
+        (dst, src) => *dst = src.clone(),
+    }
+}
+
 fn origin_fields(log: &mut RequestLog, origin: &ChunkOrigin) -> Option<u64> {
     match origin {
         ChunkOrigin::Packet => None,
@@ -721,7 +764,10 @@ fn origin_fields(log: &mut RequestLog, origin: &ChunkOrigin) -> Option<u64> {
             log.tap_side = *side;
             log.process_id = Some(*pid);
             log.thread_id = Some(*tid);
-            log.process_name = Some(comm.to_string());
+            // The response's process is usually the request's: keep the name already set then.
+            if log.process_name.as_deref() != Some(&**comm) {
+                log.process_name = Some(comm.to_string());
+            }
             (*syscall_trace_id != 0).then_some(*syscall_trace_id)
         }
     }
@@ -740,9 +786,10 @@ fn build_log(
     let mut info = LogInfo::default();
     let mut xrid0 = None;
     let mut xrid1 = None;
-    match (&request, &response) {
+    // The messages are owned: their fields move into the log (no string copies).
+    match (request, response) {
         (Some(req), resp) => {
-            let mut rinfo = req.msg.info.clone();
+            let mut rinfo = req.msg.info;
             xrid0 = rinfo.x_request_id.take();
             info = rinfo;
             log.start_time_us = req.start_us;
@@ -751,7 +798,7 @@ fn build_log(
             log.syscall_trace_id_request = origin_fields(&mut log, &req.origin);
             match resp {
                 Some(resp) => {
-                    let mut sinfo = resp.msg.info.clone();
+                    let mut sinfo = resp.msg.info;
                     xrid1 = sinfo.x_request_id.take();
                     if !sinfo.tags.is_empty() {
                         // The response's tags after the request's (a later key wins).
@@ -785,7 +832,7 @@ fn build_log(
             }
         }
         (None, Some(one)) => {
-            let mut oinfo = one.msg.info.clone();
+            let mut oinfo = one.msg.info;
             if one.msg.direction == Direction::ClientToServer {
                 xrid0 = oinfo.x_request_id.take();
             } else {
@@ -824,4 +871,44 @@ fn build_log(
     }
     let _ = Correlation::Unpaired;
     log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fathom_model::ProcessName;
+
+    /// `set_origin` leaves exactly what a clone would.
+    #[test]
+    fn set_origin_is_a_clone() {
+        let curl = ProcessName::new("curl");
+        let syscall = |pid, comm: &ProcessName, trace| ChunkOrigin::Syscall {
+            pid,
+            tid: pid + 1,
+            fd: 3,
+            comm: *comm,
+            syscall_trace_id: trace,
+            tls_plaintext: trace % 2 == 0,
+            side: if trace % 2 == 0 {
+                TapSide::ClientProcess
+            } else {
+                TapSide::ServerProcess
+            },
+        };
+        let other = ProcessName::new("curl ");
+        let origins = [
+            ChunkOrigin::Packet,
+            syscall(1, &curl, 7),
+            syscall(2, &curl, 8),
+            syscall(3, &other, 9),
+            syscall(4, &ProcessName::new("nginx"), 0),
+        ];
+        for a in &origins {
+            for b in &origins {
+                let mut dst = a.clone();
+                set_origin(&mut dst, b);
+                assert_eq!(&dst, b);
+            }
+        }
+    }
 }

@@ -344,14 +344,28 @@ fn run_file(
         ..RunOptions::default()
     };
     let mut n = 0u64;
+    let mut line = Vec::new();
+    let live = !matches!(input, Input::Pcap(_));
+    let mut last_flush = std::time::Instant::now();
     let sink = |o: Output<'_>| {
         if write_err.is_some() {
+            return;
+        }
+        if let Output::BatchDone = o {
+            // Live output appears within about 100 ms (plus a poll), not only once the buffer is full.
+            if live && last_flush.elapsed() >= std::time::Duration::from_millis(100) {
+                last_flush = std::time::Instant::now();
+                if let Err(e) = w.flush() {
+                    write_err = Some(e);
+                }
+            }
             return;
         }
         if let Some(m) = metrics.as_deref_mut() {
             let r = match &o {
                 Output::Log(l) => m.on_log(l, &mut w),
                 Output::Flow(f) => m.on_flow(f, &mut w),
+                Output::BatchDone => Ok(()),
             };
             if let Err(e) = r {
                 write_err = Some(e);
@@ -359,9 +373,12 @@ fn run_file(
             }
         }
         let r = match (&o, json) {
-            (Output::Log(l), Some(JsonKind::Logs)) => serde_json::to_writer(&mut w, l)
-                .map_err(std::io::Error::from)
-                .and_then(|_| w.write_all(b"\n")),
+            (Output::Log(l), Some(JsonKind::Logs)) => {
+                line.clear();
+                fathom_agent::json::write_log(l, &mut line);
+                line.push(b'\n');
+                w.write_all(&line)
+            }
             (Output::Flow(f), Some(JsonKind::Flows)) => serde_json::to_writer(&mut w, f)
                 .map_err(std::io::Error::from)
                 .and_then(|_| w.write_all(b"\n")),

@@ -61,6 +61,7 @@ fn metric_rows_account_for_every_log_and_flow() {
                 bytes += f.byte_tx + f.byte_rx;
                 driver.on_flow(f, &mut out).unwrap();
             }
+            Output::BatchDone => {}
         })
         .unwrap();
         driver.finish(&mut out).unwrap();
@@ -270,6 +271,7 @@ fn metric_rows_match_ground_truth() {
             let r = match &o {
                 Output::Log(l) => driver.on_log(l, &mut out),
                 Output::Flow(f) => driver.on_flow(f, &mut out),
+                Output::BatchDone => Ok(()),
             };
             r.unwrap();
         })

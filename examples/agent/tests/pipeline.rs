@@ -96,6 +96,7 @@ fn run(single_thread: bool) -> (Vec<RequestLog>, Vec<fathom_model::FlowRecord>) 
     let stats = run_pcap(&data("http1.pcap"), &options, |o| match o {
         Output::Log(l) => logs.push(l.clone()),
         Output::Flow(f) => flows.push(f.clone()),
+        Output::BatchDone => {}
     })
     .unwrap();
     assert_eq!(stats.logs, logs.len() as u64);

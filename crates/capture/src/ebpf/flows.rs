@@ -6,11 +6,10 @@ use crate::{dst_is_server, Counters};
 use bytes::Bytes;
 use fathom_model::{
     ChunkOrigin, CloseType, Direction, FlowEnd, FlowId, FlowKey, FlowRecord, L4Protocol,
-    StreamChunk, StreamEvent, TapSide,
+    ProcessName, StreamChunk, StreamEvent, TapSide,
 };
 use hashbrown::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// Decides whether a local port is a listening (server) port.
 pub(crate) trait ListenPorts {
@@ -87,7 +86,7 @@ struct Socket {
     local: (IpAddr, u16),
     l4: L4,
     side: TapSide,
-    comm: Arc<str>,
+    comm: ProcessName,
     /// The kernel's per-socket event number expected next.
     next_seq: u32,
     flows: Vec<Flow>,
@@ -167,7 +166,12 @@ impl<L: ListenPorts> SyscallFlows<L> {
     }
 
     fn epoch_us(&self, mono_ns: u64) -> u64 {
-        u64::try_from((i128::from(mono_ns) + self.clock_offset_ns) / 1000).unwrap_or(0)
+        let ns = i128::from(mono_ns) + self.clock_offset_ns;
+        // The 64-bit division first (the 128-bit one is a library call, twice per event).
+        match u64::try_from(ns) {
+            Ok(ns) => ns / 1000,
+            Err(_) => u64::try_from(ns / 1000).unwrap_or(0),
+        }
     }
 
     /// Which side of its connection the traced process is, when the kernel did not see connect/accept.
@@ -280,18 +284,18 @@ impl<L: ListenPorts> SyscallFlows<L> {
                     local: e.local,
                     l4: e.l4,
                     side,
-                    comm: String::from_utf8_lossy(e.comm).into(),
+                    comm: ProcessName::new(&String::from_utf8_lossy(e.comm)),
                     next_seq: self.ended.remove(&e.socket_id).unwrap_or(0),
                     flows: Vec::new(),
                 },
             );
             self.by_pid.entry(e.pid).or_default().push(e.socket_id);
         }
-        let expected = self.sockets.get(&e.socket_id).map_or(0, |s| s.next_seq);
-        self.account_seq(e.socket_id, e.sock_seq, expected);
+        // One lookup for the rest: `sock` borrows only the socket table, the counters are other fields.
         let Some(sock) = self.sockets.get_mut(&e.socket_id) else {
             return;
         };
+        count_seq(&mut self.stats, &mut sock.next_seq, e.sock_seq);
         match e.role {
             Role::Client => sock.side = TapSide::ClientProcess,
             Role::Server => sock.side = TapSide::ServerProcess,
@@ -330,9 +334,6 @@ impl<L: ListenPorts> SyscallFlows<L> {
                         out.push(end(f, now_us, CloseType::Fin));
                     }
                 }
-                let Some(sock) = self.sockets.get_mut(&e.socket_id) else {
-                    return;
-                };
                 if sock.flows.len() >= self.max_peers {
                     let (i, _) = sock
                         .flows
@@ -376,11 +377,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
                 sock.flows.len() - 1
             }
         };
-        let Some(sock) = self.sockets.get_mut(&e.socket_id) else {
-            return;
-        };
         let side = sock.side;
-        let comm = sock.comm.clone();
         let Some(f) = sock.flows.get_mut(fi) else {
             return;
         };
@@ -474,7 +471,7 @@ impl<L: ListenPorts> SyscallFlows<L> {
                 pid: e.pid,
                 tid: e.tid,
                 fd: e.fd,
-                comm,
+                comm: sock.comm,
                 syscall_trace_id: e.trace_id,
                 tls_plaintext: e.tls,
                 side,
@@ -497,15 +494,11 @@ impl<L: ListenPorts> SyscallFlows<L> {
 
     /// Check an event's per-socket number against the one expected, count holes, and advance.
     fn account_seq(&mut self, socket_id: u64, got: u32, expected: u32) {
-        let d = got.wrapping_sub(expected) as i32;
-        if d > 0 {
-            self.stats.lost_events += d as u64;
-        } else if d < 0 {
-            self.stats.reordered_events += 1;
-        }
-        if d >= 0 {
+        let mut next = expected;
+        count_seq(&mut self.stats, &mut next, got);
+        if next != expected {
             if let Some(s) = self.sockets.get_mut(&socket_id) {
-                s.next_seq = got.wrapping_add(1);
+                s.next_seq = next;
             }
         }
     }
@@ -566,6 +559,19 @@ impl<L: ListenPorts> SyscallFlows<L> {
     /// The current time, µs since the epoch, on the events' clock.
     pub(crate) fn now_us(&self, mono_ns: u64) -> u64 {
         self.epoch_us(mono_ns)
+    }
+}
+
+/// Check an event's per-socket number `got` against the one expected (`next`), count holes, and advance `next`.
+fn count_seq(stats: &mut FlowStats, next: &mut u32, got: u32) {
+    let d = got.wrapping_sub(*next) as i32;
+    if d > 0 {
+        stats.lost_events += d as u64;
+    } else if d < 0 {
+        stats.reordered_events += 1;
+    }
+    if d >= 0 {
+        *next = got.wrapping_add(1);
     }
 }
 
