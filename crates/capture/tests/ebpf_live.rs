@@ -45,6 +45,27 @@ impl Drop for Kill {
     }
 }
 
+/// A free loopback port and the Python `script` serving it (its only argument), once it printed "ready".
+fn ready_python_server(script: &str) -> (u16, Kill) {
+    use std::io::BufRead;
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 server");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the server's ready line");
+    assert_eq!(line.trim(), "ready");
+    (port, Kill(server))
+}
+
 /// The live tests of this file run one at a time: each measures its own process (RSS) and its own traffic.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -412,25 +433,7 @@ fn ten_thousand_short_connections() {
     if !have("python3") {
         return skip("python3 is not installed");
     }
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new("python3")
-        .args(["-c", SHORT_SERVER, &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 server");
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(server.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-    }
-    let server = Kill(server);
+    let (port, server) = ready_python_server(SHORT_SERVER);
     let server_pid = server.0.id();
     let mut src = EbpfSource::start(EbpfConfig {
         comms: vec!["python3".into()],
@@ -623,25 +626,7 @@ fn msg_peek_bytes_are_seen_once() {
         return skip("python3 is not installed");
     }
     const N: usize = 5;
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new("python3")
-        .args(["-c", PEEK_SERVER, &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 server");
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(server.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
-        assert_eq!(line.trim(), "ready");
-    }
-    let server = Kill(server);
+    let (port, server) = ready_python_server(PEEK_SERVER);
     let mut src = EbpfSource::start(EbpfConfig {
         comms: vec!["python3".into()],
         ..EbpfConfig::default()
