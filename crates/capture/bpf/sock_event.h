@@ -55,8 +55,8 @@ struct fathom_sock_event {
 	__u32 len;      /* bytes the syscall transferred (its return value) */
 	__u32 captured; /* bytes in data (<= len, <= the capture length) */
 	__u32 sock_seq; /* per-socket event number, 0, 1, 2...: a hole means events were lost */
-	__u32 tcp_seq;  /* TCP sequence number of the first byte (write_seq or copied_seq at exit minus the length; MSG_PEEK:
-			 * copied_seq) */
+	__u32 tcp_seq;  /* TCP sequence number of the first byte (write_seq or copied_seq at exit minus the length, minus
+			 * the FIN a read consumed; MSG_PEEK: copied_seq) */
 	__u8 kind;      /* FATHOM_KIND_* */
 	__u8 family;    /* AF_INET (2) or AF_INET6 (10) */
 	__u8 syscall;   /* FATHOM_SYS_* */

@@ -540,6 +540,27 @@ static __always_inline struct pt_regs *syscall_regs(void)
 
 #define MSG_PEEK 2
 
+#define RCV_SHUTDOWN 1
+
+/* The TCP sequence number of the first of the `moved` bytes a call just moved on tp: the socket's write_seq (egress)
+ * or copied_seq (ingress) now, minus `moved`. A read that reached the peer's FIN also counted the FIN in copied_seq
+ * (one sequence number): then all was read (copied_seq == rcv_nxt) and the peer shut down, and one more is taken
+ * off; a FIN that arrives after the read is in rcv_nxt but not in copied_seq. A MSG_PEEK read moved nothing:
+ * copied_seq is the first byte's. */
+static __always_inline __u32 tcp_seq_at_exit(struct tcp_sock *tp, int ingress, __u32 moved, int peek)
+{
+	if (!ingress)
+		return BPF_CORE_READ(tp, write_seq) - moved;
+	__u32 copied = BPF_CORE_READ(tp, copied_seq);
+	if (peek)
+		return copied;
+	__u32 seq = copied - moved;
+	if ((BPF_CORE_READ(&tp->inet_conn.icsk_inet.sk, sk_shutdown) & RCV_SHUTDOWN) &&
+	    BPF_CORE_READ(tp, rcv_nxt) == copied)
+		seq -= 1;
+	return seq;
+}
+
 /* One data event of `ret` bytes for the call `a` (its socket, buffer and sequence number filled); t may be NULL
  * (a thread without state yet: it gets one for the trace id of an ingress). */
 static __always_inline int emit_data(__u64 id, struct thread_ctx *t, struct args *a, long ret, __u8 kind)
@@ -628,9 +649,7 @@ static __always_inline int on_data_exit(__u64 id, long ret, __u64 fd, __u64 buf,
 			 .flags = 0,
 			 .si = *si};
 	if (a.si.l4 == IPPROTO_TCP) {
-		struct tcp_sock *tp = (struct tcp_sock *)a.si.sk;
-		__u32 seq = kind == FATHOM_KIND_INGRESS ? BPF_CORE_READ(tp, copied_seq) : BPF_CORE_READ(tp, write_seq);
-		a.tcp_seq = peek ? seq : seq - (__u32)ret;
+		a.tcp_seq = tcp_seq_at_exit((struct tcp_sock *)a.si.sk, kind == FATHOM_KIND_INGRESS, (__u32)ret, peek);
 		a.flags = FATHOM_FLAG_TCP_SEQ;
 	}
 	return emit_data(id, t, &a, ret, kind);
@@ -775,8 +794,7 @@ static __always_inline int on_mmsg_exit(__u64 id, long ret, __u64 fd, __u64 vec,
 				break;
 			total += len;
 		}
-		struct tcp_sock *tp = (struct tcp_sock *)one.si.sk;
-		seq = (kind == FATHOM_KIND_INGRESS ? BPF_CORE_READ(tp, copied_seq) : BPF_CORE_READ(tp, write_seq)) - total;
+		seq = tcp_seq_at_exit((struct tcp_sock *)one.si.sk, kind == FATHOM_KIND_INGRESS, total, 0);
 		tcp_seq = 1;
 	}
 	for (int i = 0; i < MAX_MMSG; i++) {
