@@ -9,7 +9,6 @@
 mod live;
 
 use fathom_model::{RequestLog, TapSide};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,6 +47,26 @@ impl Drop for Kill {
     }
 }
 
+/// `python3 -m http.server` on a free loopback port (serving this crate's directory), once it accepts connections.
+fn python_http_server() -> (u16, Kill) {
+    let port = live::free_port();
+    let server = Kill(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn python3 -m http.server"),
+    );
+    assert!(
+        live::wait_port(port, Duration::from_secs(20)),
+        "python http.server did not start"
+    );
+    (port, server)
+}
+
 #[test]
 fn agent_logs_http_from_ebpf() {
     if !is_root() {
@@ -58,34 +77,7 @@ fn agent_logs_http_from_ebpf() {
             return skip(&format!("{tool} is not installed"));
         }
     }
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Kill(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn python3"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "python http.server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (port, _server) = python_http_server();
     let agent = Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
         .args(["--ebpf", "--duration", "4", "--json", "logs"])
         .stdout(Stdio::piped())
@@ -718,23 +710,7 @@ fn agent_links_a_relay_by_syscall_trace_id() {
     if !live_ok("ebpf relay", &["python3", "curl"]) {
         return;
     }
-    let up_port = live::free_port();
-    let _upstream = Kill(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &up_port.to_string(),
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 upstream"),
-    );
-    assert!(live::wait_port(up_port, Duration::from_secs(20)));
+    let (up_port, _upstream) = python_http_server();
     let port = live::free_port();
     let mut relay = Command::new("python3")
         .args(["-c", RELAY, &port.to_string(), &up_port.to_string()])
@@ -893,23 +869,7 @@ fn agent_filters_by_cgroup() {
     let inner = outer.join("inner");
     std::fs::create_dir_all(&inner).expect("create cgroup");
     let _cg = Cgroup(vec![outer.clone(), inner.clone()]);
-    let port = live::free_port();
-    let _server = Kill(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3"),
-    );
-    assert!(live::wait_port(port, Duration::from_secs(20)));
+    let (port, _server) = python_http_server();
     let agent = Agent::start(&["--cgroup", outer.to_str().unwrap()], 5);
     let inside = Command::new("sh")
         .arg("-c")
@@ -1065,21 +1025,7 @@ fn live_logs_reach_stdout_while_the_agent_runs() {
             return skip(&format!("{tool} is not installed"));
         }
     }
-    let port = live::free_port();
-    let server = Kill(
-        Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn python3"),
-    );
-    assert!(
-        live::wait_port(port, Duration::from_secs(20)),
-        "python http.server did not start"
-    );
+    let (port, server) = python_http_server();
     let mut agent = Kill(
         Command::new(env!("CARGO_BIN_EXE_fathom-agent"))
             .args(["--ebpf", "--duration", "60", "--json", "logs", "--pid"])
